@@ -1,0 +1,176 @@
+"""The config schema: every key a run may set, its default, and the checks on its value.
+
+A config file in `configs/` starts from `default_config()` and changes values; it never adds
+keys. `validate` rejects keys outside this schema and impossible values, naming the key.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from icl_jax.errors import UserError
+
+# (n_layer, n_head, n_embd): the field's GPT-2 sizes.
+MODEL_PRESETS = {
+    "tiny": (3, 2, 64),
+    "small": (6, 4, 128),
+    "standard": (12, 8, 256),
+}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # root of every training key: params, data (see icl_jax/rng.py)
+
+    c.task = ml_collections.ConfigDict()
+    c.task.name = "linear"  # see icl_jax/tasks/__init__.py for the registry
+    c.task.n_dims = 20
+    c.task.n_points = 41  # in-context examples per prompt, query included
+    c.task.noise_std = 0.0  # label noise σ, any linear-family class
+    c.task.sparsity = 3  # sparse_linear: nonzeros in w
+    c.task.pool_size = 1024  # task_pool: M
+    c.task.pool_seed = 1  # task_pool: the pool is a function of this seed alone
+    c.task.mixture_components = 2  # gaussian_mixture: C components, equal weights
+    c.task.mixture_scale = 3.0  # gaussian_mixture: component c centred at ±scale·e_{c//2}
+
+    c.model = ml_collections.ConfigDict()
+    c.model.n_layer, c.model.n_head, c.model.n_embd = MODEL_PRESETS["standard"]
+    c.model.n_positions = 101  # most in-context points the model accepts (2 tokens each)
+    c.model.type_channel = False  # an extra input channel marking y tokens (models/tokens.py)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 500_000
+    c.train.batch_size = 64
+    c.train.learning_rate = 1e-4
+    c.train.warmup_steps = 0
+    c.train.schedule = "constant"  # constant | cosine (decays to 0 at train.steps)
+    c.train.grad_clip = 0.0  # global-norm clip; 0 disables
+    c.train.log_every = 100
+    c.train.checkpoint_every = 2000
+    c.train.keep_last = 3  # most recent checkpoints kept...
+    c.train.keep_every = 50_000  # ...plus every checkpoint whose step is a multiple of this
+
+    c.curriculum = ml_collections.ConfigDict()
+    c.curriculum.dims_start = 5
+    c.curriculum.dims_increment = 1
+    c.curriculum.points_start = 11
+    c.curriculum.points_increment = 2
+    c.curriculum.interval = 2000  # steps between increments; 0 disables the curriculum
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.seed = 1_000_003  # distinct from every training seed (validated)
+    c.eval.num_prompts = 1280
+    c.eval.batch_size = 256  # prompts per model forward pass
+    c.eval.bootstrap_samples = 1000
+    return c
+
+
+def apply_model_preset(config: ml_collections.ConfigDict, name: str) -> None:
+    if name not in MODEL_PRESETS:
+        raise UserError(f"unknown model preset {name!r}; known: {sorted(MODEL_PRESETS)}")
+    config.model.n_layer, config.model.n_head, config.model.n_embd = MODEL_PRESETS[name]
+
+
+def _flatten(cfg, prefix=""):
+    for key, value in cfg.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _flatten(value, path + ".")
+        else:
+            yield path, value
+
+
+def _check_keys(config: ml_collections.ConfigDict) -> None:
+    schema = dict(_flatten(default_config()))
+    for path, value in _flatten(config):
+        if path not in schema:
+            close = [k for k in schema if k.rsplit(".", 1)[-1] == path.rsplit(".", 1)[-1]]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"unknown config key {path!r}{hint}")
+        expected = type(schema[path])
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(schema[path], bool):
+            raise UserError(
+                f"config key {path!r} must be {expected.__name__}, got {value!r} ({type(value).__name__})"
+            )
+
+
+def _positive(config, *paths: str) -> None:
+    for path in paths:
+        value = config
+        for part in path.split("."):
+            value = value[part]
+        if not value > 0:
+            raise UserError(f"config key {path!r} must be positive, got {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Raises UserError naming the first bad key; returns the config for chaining."""
+    from icl_jax import tasks  # the registry knows which task names exist
+
+    _check_keys(config)
+    t, m, tr, cu, ev = config.task, config.model, config.train, config.curriculum, config.eval
+    _positive(config, "task.n_dims", "task.n_points", "model.n_layer", "model.n_head",
+              "model.n_embd", "model.n_positions", "train.steps", "train.batch_size",
+              "train.learning_rate", "train.log_every", "train.checkpoint_every",
+              "train.keep_last", "train.keep_every", "eval.num_prompts", "eval.batch_size",
+              "eval.bootstrap_samples")
+    tasks.check_task_config(t)
+    if t.n_points > m.n_positions:
+        raise UserError(
+            f"task.n_points={t.n_points} is longer than the model accepts "
+            f"(model.n_positions={m.n_positions})"
+        )
+    if m.n_embd % m.n_head:
+        raise UserError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
+    if tr.schedule not in ("constant", "cosine"):
+        raise UserError(f"train.schedule must be 'constant' or 'cosine', got {tr.schedule!r}")
+    if tr.warmup_steps < 0 or tr.grad_clip < 0:
+        raise UserError("train.warmup_steps and train.grad_clip must be >= 0")
+    if cu.interval < 0:
+        raise UserError(f"curriculum.interval must be >= 0, got {cu.interval}")
+    if cu.interval:
+        if not 1 <= cu.dims_start <= t.n_dims:
+            raise UserError(f"curriculum.dims_start={cu.dims_start} must lie in [1, task.n_dims={t.n_dims}]")
+        if not 1 <= cu.points_start <= t.n_points:
+            raise UserError(
+                f"curriculum.points_start={cu.points_start} must lie in [1, task.n_points={t.n_points}]"
+            )
+        if cu.dims_increment < 0 or cu.points_increment < 0:
+            raise UserError("curriculum increments must be >= 0")
+    if ev.seed == config.seed:
+        raise UserError(f"eval.seed must differ from the training seed (both are {config.seed})")
+    return config
+
+
+def laptop(config: ml_collections.ConfigDict, *, n_dims: int, steps: int) -> None:
+    """The CPU-laptop version of an experiment: the tiny model, a short prompt (2d+1 points),
+    no curriculum and a larger learning rate with warm-up, so it learns in a few minutes."""
+    apply_model_preset(config, "tiny")
+    config.task.n_dims, config.task.n_points = n_dims, 2 * n_dims + 1
+    config.model.n_positions = config.task.n_points
+    config.curriculum.interval = 0
+    config.train.steps, config.train.learning_rate, config.train.warmup_steps = steps, 1e-3, 200
+    config.train.schedule = "cosine"
+    config.train.log_every, config.train.checkpoint_every, config.train.keep_every = 500, 1000, 5000
+
+
+def apply_arg(config: ml_collections.ConfigDict, arg: str | None, laptop_fn) -> ml_collections.ConfigDict:
+    """The text after ':' in --config=configs/X.py:ARG, comma separated.
+
+    'standard' keeps the reference sizes of the file (else `laptop_fn(config)` shrinks them);
+    'tiny' | 'small' | 'standard_model' pick the model size afterwards.
+    """
+    words = [w for w in (arg or "").split(",") if w]
+    unknown = [w for w in words if w not in ("standard", "tiny", "small", "standard_model")]
+    if unknown:
+        raise UserError(f"unknown config argument(s) {unknown}; known: standard, tiny, small, standard_model")
+    if "standard" not in words:
+        laptop_fn(config)
+    for w in words:
+        if w in ("tiny", "small"):
+            apply_model_preset(config, w)
+        elif w == "standard_model":
+            apply_model_preset(config, "standard")
+    return config

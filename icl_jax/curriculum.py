@@ -1,0 +1,29 @@
+"""Curriculum on the active dimension and prompt length, as a pure function of the step.
+
+Shapes never change during training: prompts always have task.n_points points and
+task.n_dims coordinates. Coordinates past the active dimension are zero, and positions past
+the active length are masked out of the loss; with causal attention, predictions at the
+kept positions cannot see the masked ones, so this trains exactly what truncation would,
+with one compiled step for the whole run.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+
+
+def active_dims(config: ml_collections.ConfigDict, step):
+    cu, full = config.curriculum, config.task.n_dims
+    if not cu.interval:
+        return jnp.asarray(full, jnp.int32)
+    grown = cu.dims_start + cu.dims_increment * (jnp.asarray(step, jnp.int32) // cu.interval)
+    return jnp.minimum(grown, full).astype(jnp.int32)
+
+
+def active_points(config: ml_collections.ConfigDict, step):
+    cu, full = config.curriculum, config.task.n_points
+    if not cu.interval:
+        return jnp.asarray(full, jnp.int32)
+    grown = cu.points_start + cu.points_increment * (jnp.asarray(step, jnp.int32) // cu.interval)
+    return jnp.minimum(grown, full).astype(jnp.int32)

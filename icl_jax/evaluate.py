@@ -1,0 +1,26 @@
+"""python -m icl_jax.evaluate --workdir=DIR [--step=N] [--num_prompts=1280]
+
+Scores a checkpoint of the run in DIR and the baselines on the same seeded prompts; prints a
+table and writes DIR/eval/step_<N>.{json,png}.
+"""
+
+from absl import app, flags
+
+from icl_jax import cli
+from icl_jax.evaluation import run
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by icl_jax.train.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_NUM_PROMPTS = flags.DEFINE_integer("num_prompts", None, "Evaluation prompts (default: config.eval.num_prompts).")
+flags.mark_flag_as_required("workdir")
+
+
+@cli.reports_user_errors
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    run.evaluate(_WORKDIR.value, _STEP.value, _NUM_PROMPTS.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,81 @@
+"""Small file helpers: atomic writes, the run's config and library versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import tempfile
+
+import ml_collections
+
+from icl_jax.errors import UserError
+
+# Keys that may change between a run and its resumption: they do not change the trained math.
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.checkpoint_every", "train.keep_last",
+                     "train.keep_every", "eval.")
+
+
+def write_atomic(path: str | pathlib.Path, data: str | bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=1) + "\n")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def record_run_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Writes WORKDIR/config.json; if a run already lives there, refuses a config that would
+    change what it trains (so resuming never mixes two experiments in one workdir)."""
+    path = pathlib.Path(workdir) / "config.json"
+    new = config.to_dict()
+    if path.exists():
+        old = json.loads(path.read_text())
+        flat_old, flat_new = _flat(old), _flat(new)
+        changed = sorted(k for k in set(flat_old) | set(flat_new)
+                         if flat_old.get(k) != flat_new.get(k)
+                         and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE_CHANGES))
+        if changed:
+            details = ", ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed)
+            raise UserError(f"{workdir} holds a run with a different config ({details}); "
+                            f"use another --workdir or the same config to resume")
+    write_json(path, new)
+
+
+def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        raise UserError(f"{path} not found: is {workdir} the --workdir of a training run?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))

@@ -1,0 +1,121 @@
+"""The linear-regression family: y = x·w (+ σ·ε), x ~ N(0, I_d), w drawn per prompt.
+
+Classes differ only in the prior over w (DESIGN.md §3). Everything is sampled inside the
+jitted step; `active_dims` may be traced (the dimension curriculum): coordinates at or past
+it are zero in x, and sparse supports are drawn among the active ones.
+Legend: B prompts, K points per prompt, D = task.n_dims, M pool size, C mixture components.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from icl_jax import rng
+
+# Sub-streams of one prompt key.
+_X, _W, _NOISE, _CHOICE = 0, 1, 2, 3
+
+
+class Prompts(NamedTuple):
+    x_BxKxD: jax.Array
+    y_BxK: jax.Array
+    w_BxD: jax.Array  # the task parameters that generated y (for probes and oracles)
+
+
+# A weight prior: (key, batch, active_mask_D) -> w_BxD.
+WeightPrior = Callable[[jax.Array, int, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearTask:
+    name: str
+    n_dims: int
+    n_points: int
+    noise_std: float
+    weight_prior: WeightPrior
+    weight_second_moment: float  # E|w|² over the prior, all D coordinates active
+
+    @property
+    def normalizer(self) -> float:
+        """E[y²] at full dimension: the zero predictor's loss, so normalized zero = 1."""
+        return self.weight_second_moment + self.noise_std**2
+
+    def sample(self, key: jax.Array, batch_size: int, active_dims=None) -> Prompts:
+        active = self.n_dims if active_dims is None else active_dims
+        mask_D = (jnp.arange(self.n_dims) < active).astype(jnp.float32)
+        x = jax.random.normal(jax.random.fold_in(key, _X), (batch_size, self.n_points, self.n_dims))
+        x = x * mask_D
+        w = self.weight_prior(jax.random.fold_in(key, _W), batch_size, mask_D)
+        y = jnp.einsum("bkd,bd->bk", x, w)
+        if self.noise_std:
+            noise = jax.random.normal(jax.random.fold_in(key, _NOISE), y.shape)
+            y = y + self.noise_std * noise
+        return Prompts(x, y, w)
+
+
+def gaussian_prior(key, batch_size, mask_D):
+    return jax.random.normal(key, (batch_size, mask_D.shape[0]))
+
+
+def sign_prior(key, batch_size, mask_D):
+    return jax.random.rademacher(key, (batch_size, mask_D.shape[0]), dtype=jnp.float32)
+
+
+def sparse_prior(sparsity: int) -> WeightPrior:
+    def prior(key, batch_size, mask_D):
+        n_dims = mask_D.shape[0]
+        # A uniform random subset of the active coordinates: the `sparsity` largest of
+        # i.i.d. uniform scores, inactive coordinates pushed below every active one.
+        scores = jax.random.uniform(jax.random.fold_in(key, _CHOICE), (batch_size, n_dims))
+        scores = jnp.where(mask_D > 0, scores, -1.0)
+        threshold = jax.lax.top_k(scores, sparsity)[0][:, -1:]
+        support = (scores >= threshold).astype(jnp.float32)
+        return jax.random.normal(key, (batch_size, n_dims)) * support
+
+    return prior
+
+
+def pool_member(pool_seed: int, index, n_dims: int) -> jax.Array:
+    """Member `index` of the pool: a pure function of (pool_seed, index), so a pool of any
+    size costs nothing to hold and every consumer (training, evaluation, the discrete
+    posterior) sees the same M vectors."""
+    return jax.random.normal(rng.derive(pool_seed, rng.TASK_POOL, index), (n_dims,))
+
+
+def pool_prior(pool_size: int, pool_seed: int) -> WeightPrior:
+    def prior(key, batch_size, mask_D):
+        index_B = jax.random.randint(key, (batch_size,), 0, pool_size)
+        return jax.vmap(lambda i: pool_member(pool_seed, i, mask_D.shape[0]))(index_B)
+
+    return prior
+
+
+@functools.lru_cache(maxsize=8)
+def pool_weights(pool_size: int, pool_seed: int, n_dims: int) -> np.ndarray:
+    """The whole pool, M×D, materialised (for the pool's exact moments and its posterior)."""
+    members = jax.jit(jax.vmap(lambda i: pool_member(pool_seed, i, n_dims)))(jnp.arange(pool_size))
+    return np.asarray(members)
+
+
+def mixture_centers(n_components: int, scale: float, n_dims: int) -> np.ndarray:
+    """C×D centres: component c sits at scale·(−1)^c·e_{c//2} (C=2: ±scale·e_1)."""
+    centers = np.zeros((n_components, n_dims), np.float32)
+    for c in range(n_components):
+        centers[c, c // 2] = scale * (-1.0) ** c
+    return centers
+
+
+def mixture_prior(n_components: int, scale: float, n_dims: int) -> WeightPrior:
+    centers_CxD = jnp.asarray(mixture_centers(n_components, scale, n_dims))
+
+    def prior(key, batch_size, mask_D):
+        component_B = jax.random.randint(jax.random.fold_in(key, _CHOICE), (batch_size,), 0, n_components)
+        return centers_CxD[component_B] + jax.random.normal(key, (batch_size, n_dims))
+
+    return prior

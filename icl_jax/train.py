@@ -1,0 +1,30 @@
+"""python -m icl_jax.train --config=configs/linear.py --workdir=DIR [--config.train.steps=100]
+
+Trains (or resumes) the run in DIR. See the config file's docstring for the expected result.
+"""
+
+import time
+
+_START = time.time()
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from icl_jax import cli  # noqa: E402
+from icl_jax.training import loop  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+@cli.reports_user_errors
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    loop.train(_CONFIG.value, _WORKDIR.value, start_time=_START)
+
+
+if __name__ == "__main__":
+    app.run(main)

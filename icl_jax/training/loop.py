@@ -1,0 +1,138 @@
+"""train(config, workdir): the whole training run, resumable, behind the thin CLI in train.py.
+
+Resume order: the latest checkpoint in WORKDIR, else a fresh initialisation. The host never
+waits on the device inside the loop except every `log_every` steps (to print) and when it
+saves; losses of the steps in between are kept as device arrays and averaged at the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from icl_jax import config as config_lib
+from icl_jax import curriculum, io, tasks
+from icl_jax.checkpointing import Checkpoints
+from icl_jax.errors import NonFiniteLoss
+from icl_jax.models import transformer
+from icl_jax.training import optimizer, step as step_lib
+from icl_jax.training.metrics_writer import MetricsWriter
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag the loop reads between steps (save, then exit)."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum, frame):
+            self.signal_name = signal.Signals(signum).name
+            signal.signal(signum, previous[signum])  # a second signal acts as usual
+
+        for s in previous:
+            signal.signal(s, handler)
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+          start_time: float | None = None) -> dict:
+    """Trains to config.train.steps (or until SIGTERM/SIGINT) and returns the final state.
+    `start_time` (default: now) is what the time-to-first-step report counts from."""
+    start_time = time.time() if start_time is None else start_time
+    config_lib.validate(config)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    io.record_run_config(workdir, config)
+    io.write_json(workdir / "versions.json", io.library_versions())
+
+    task = tasks.get_task(config.task)
+    tx = optimizer.make_optimizer(config.train)
+    graphdef, init = step_lib.init_state(config, tx)
+    tr = config.train
+    checkpoints = Checkpoints(workdir, keep_last=tr.keep_last,
+                              keep_every=tr.keep_every)
+    writer = MetricsWriter(workdir, tr.steps)
+    try:
+        return _run(config, workdir, task, tx, graphdef, init, checkpoints, writer, start_time)
+    finally:
+        checkpoints.close()
+        writer.close()
+
+
+def _run(config, workdir, task, tx, graphdef, init, checkpoints, writer, start_time) -> dict:
+    tr = config.train
+    state = init()
+    n_params = transformer.param_count(state["params"])
+    if checkpoints.latest_step() is not None:
+        restored_step, state = checkpoints.restore(None, like=state)
+        writer.message(f"resuming from checkpoint at step {restored_step} in {checkpoints.directory}")
+    else:
+        writer.message(f"starting {task.name} (d={task.n_dims}, {task.n_points} points) with a "
+                       f"{n_params / 1e6:.2f}M-parameter model in {workdir}")
+    step = int(state["step"])
+    train_step = step_lib.make_train_step(config, graphdef, task, tx)
+    last_saved = checkpoints.latest_step()
+
+    def save(at_step: int, state) -> None:
+        nonlocal last_saved
+        _raise_if_nonfinite(state, last_saved)
+        checkpoints.save(at_step, state)
+        last_saved = at_step
+
+    losses: list[jax.Array] = []
+    interval_start, interval_first_step = time.time(), step
+    first_step_reported = False
+    with _StopRequest().installed() as stop:
+        while step < tr.steps:
+            state, metrics = train_step(state)
+            step += 1
+            if not first_step_reported:  # one sync per process: time to the first step
+                jax.block_until_ready(metrics["loss"])
+                writer.message(f"first step done {time.time() - start_time:.1f}s after start "
+                               f"(init, restore and compile)")
+                first_step_reported = True
+                interval_start, interval_first_step = time.time(), step  # rates exclude compile
+            losses.append(metrics["loss"])
+            if step % tr.log_every == 0 or step == tr.steps:
+                mean_loss = float(jnp.mean(jnp.stack(losses)))
+                losses.clear()
+                if not np.isfinite(mean_loss):
+                    _raise_if_nonfinite(state, last_saved)
+                now = time.time()
+                rate = (step - interval_first_step) / max(now - interval_start, 1e-9)
+                writer.write(step, {"loss": mean_loss,
+                                    "active_dims": int(curriculum.active_dims(config, step - 1)),
+                                    "active_points": int(curriculum.active_points(config, step - 1))}, rate)
+                interval_start, interval_first_step = now, step
+            if stop.signal_name is not None:
+                save(step, state)
+                writer.message(f"{stop.signal_name} received: saved step {step}; "
+                               f"run the same command again to resume")
+                break
+            if step == tr.steps or step % tr.checkpoint_every == 0:
+                save(step, state)
+    return jax.device_get(state)
+
+
+def _raise_if_nonfinite(state, last_saved: int | None) -> None:
+    bad_step = int(state["nonfinite_step"])
+    if bad_step >= 0:
+        where = (f"the last good checkpoint is step {last_saved}" if last_saved is not None
+                 else "no checkpoint was saved before it")
+        raise NonFiniteLoss(f"the training loss became non-finite at step {bad_step}; stopped, {where}. "
+                            f"Lower train.learning_rate or set train.grad_clip.")

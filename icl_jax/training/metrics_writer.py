@@ -1,0 +1,54 @@
+"""Where training metrics go: a progress line for people, JSON lines and TensorBoard events
+for programs. Only process 0 writes."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import jax
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class MetricsWriter:
+    def __init__(self, workdir: str | pathlib.Path, total_steps: int):
+        self.enabled = jax.process_index() == 0
+        self.total_steps = total_steps
+        if not self.enabled:
+            return
+        workdir = pathlib.Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+        from tensorboardX import SummaryWriter  # imported late: only process 0 needs it
+
+        self._tb = SummaryWriter(logdir=str(workdir), flush_secs=30)
+
+    def write(self, step: int, metrics: dict[str, float], steps_per_sec: float) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, **metrics, "steps_per_sec": steps_per_sec}
+        self._jsonl.write(json.dumps(record) + "\n")
+        for name, value in record.items():
+            if name != "step":
+                self._tb.add_scalar(f"train/{name}", value, step)
+        eta = (self.total_steps - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
+        details = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        print(f"step {step:>{len(str(self.total_steps))}}/{self.total_steps}  {details}  "
+              f"{steps_per_sec:.1f} steps/s  ETA {_duration(eta) if eta != float('inf') else '?'}",
+              flush=True)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()

@@ -1,0 +1,24 @@
+"""Shared test fixtures: small configs that compile and run in seconds on 2 CPU cores."""
+
+import ml_collections
+import pytest
+
+from icl_jax import config as config_lib
+
+
+def small_config(**task) -> ml_collections.ConfigDict:
+    """A tiny laptop config shrunk further: 2 layers, width 32, d=3, 7 points."""
+    c = config_lib.default_config()
+    config_lib.laptop(c, n_dims=3, steps=40)
+    c.model.n_layer, c.model.n_head, c.model.n_embd = 2, 2, 32
+    c.train.batch_size, c.train.log_every, c.train.checkpoint_every = 16, 10, 20
+    c.train.warmup_steps = 5
+    c.eval.num_prompts, c.eval.batch_size, c.eval.bootstrap_samples = 64, 32, 200
+    for key, value in task.items():
+        c.task[key] = value
+    return c
+
+
+@pytest.fixture
+def tiny_config() -> ml_collections.ConfigDict:
+    return small_config()

@@ -1,0 +1,118 @@
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from icl_jax.errors import UserError
+from icl_jax.evaluation import run, statistics
+from icl_jax.training import loop
+from tests.conftest import small_config
+
+pytestmark = pytest.mark.timeout(300)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAMES = ["model", "least_squares", "ridge", "averaging", "nearest_neighbors", "zero"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    loop.train(small_config(noise_std=0.25), workdir)
+    return workdir
+
+
+def test_evaluate_end_to_end(trained):
+    result = run.evaluate(trained, verbose=False)
+    on_disk = json.loads((trained / "eval" / "step_40.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    assert (trained / "eval" / "step_40.png").stat().st_size > 10_000
+    assert on_disk["task"] == "linear" and on_disk["step"] == 40 and on_disk["num_prompts"] == 64
+    assert on_disk["normalizer"] == pytest.approx(3 + 0.25**2)
+    assert on_disk["k"] == list(range(7))
+    assert sorted(on_disk["curves"]) == sorted(NAMES)
+    for name in NAMES:
+        c = on_disk["curves"][name]
+        assert len(c["mean"]) == len(c["ci_low"]) == len(c["ci_high"]) == 7
+        assert np.all(np.array(c["ci_low"]) <= np.array(c["mean"]) + 1e-12)
+        assert np.all(np.array(c["mean"]) <= np.array(c["ci_high"]) + 1e-12)
+    curves = {n: np.array(on_disk["curves"][n]["mean"]) for n in NAMES}
+    # d=3, σ²=1/16: ridge (the posterior mean) is best on average past k=d, least squares
+    # is close to noise level at k=2d, every predictor knows nothing at k=0.
+    for name in ("least_squares", "ridge", "averaging", "nearest_neighbors"):
+        assert curves[name][0] == curves["zero"][0]
+    assert curves["least_squares"][-1] < 0.1 and curves["ridge"][-1] <= curves["least_squares"][-1] + 1e-6
+    errors = np.load(trained / "eval" / "step_40_errors.npz")
+    np.testing.assert_allclose(errors["ridge"].mean(0), curves["ridge"], rtol=1e-5)
+
+
+def test_the_zero_predictor_scores_one_on_average():
+    """The normalizer is E[y²]: on many prompts the zero predictor's curve is 1 at every k."""
+    c = small_config(noise_std=0.5)
+    from icl_jax import tasks
+    from icl_jax.evaluation import prompts
+
+    _, y, _ = prompts.eval_prompts(c, 4000)
+    ratio = statistics.squared_errors(np.zeros_like(y), y).mean(0) / tasks.get_task(c.task).normalizer
+    np.testing.assert_allclose(ratio, 1.0, atol=0.06)
+
+
+def test_bootstrap_interval_covers_the_mean_and_is_paired():
+    errors = np.random.default_rng(0).exponential(size=(500, 4))
+    counts = statistics.resample_counts(500, 400, seed=3)
+    assert np.all(counts.sum(1) == 500)
+    c = statistics.curve(errors, counts)
+    half_width = (np.array(c["ci_high"]) - np.array(c["ci_low"])) / 2
+    np.testing.assert_allclose(half_width, 1.645 * errors.std(0) / np.sqrt(500), rtol=0.2)
+    np.testing.assert_array_equal(counts, statistics.resample_counts(500, 400, seed=3))
+
+
+def test_eval_prompts_differ_from_training_batches():
+    from icl_jax import rng, tasks
+    from icl_jax.evaluation import prompts
+
+    c = small_config()
+    eval_x = prompts.eval_prompts(c, 16).x_BxKxD
+    train_x = tasks.get_task(c.task).sample(rng.derive(c.seed, rng.TRAIN_DATA, 0), 16).x_BxKxD
+    assert not np.allclose(eval_x, np.asarray(train_x))
+    np.testing.assert_array_equal(eval_x, prompts.eval_prompts(c, 16).x_BxKxD)
+
+
+def test_missing_workdir_and_missing_step(tmp_path, trained):
+    with pytest.raises(UserError, match="config.json not found"):
+        run.evaluate(tmp_path)
+    with pytest.raises(UserError, match="no checkpoint for step 7"):
+        run.evaluate(trained, step=7)
+
+
+def test_corrupted_checkpoint_is_reported_and_left_alone(tmp_path, trained):
+    workdir = tmp_path / "copy"
+    shutil.copytree(trained, workdir)
+    for f in (workdir / "checkpoints" / "40").rglob("*"):
+        if f.is_file() and f.stat().st_size > 100 and "metadata" not in f.name:
+            f.write_bytes(b"\0" * f.stat().st_size)
+    snapshot = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="checkpoint for step 40 .* could not be read"):
+        run.evaluate(workdir, step=40, verbose=False)
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == snapshot
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=240)
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    r = _cli("icl_jax.evaluate", f"--workdir={tmp_path}")
+    assert r.returncode != 0 and "error:" in r.stderr and "config.json not found" in r.stderr
+    r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'a'}",
+             "--config.task.name=quadratic")
+    assert r.returncode != 0 and "unknown task.name 'quadratic'" in r.stderr
+    r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'b'}",
+             "--config.task.n_dimz=3")
+    assert r.returncode != 0 and "n_dimz" in r.stderr
+    r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'c'}",
+             "--config.task.n_points=500")
+    assert r.returncode != 0 and "longer than the model accepts" in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c" / "checkpoints").exists()
