@@ -6,6 +6,8 @@ keys. `validate` rejects keys outside this schema and impossible values, naming 
 
 from __future__ import annotations
 
+import difflib
+
 import ml_collections
 
 from icl_jax.errors import UserError
@@ -80,13 +82,19 @@ def _flatten(cfg, prefix=""):
             yield path, value
 
 
+def check_key(path: str, schema: dict | None = None) -> None:
+    """Raises UserError unless `path` (like 'task.n_dims') is a key of the schema."""
+    schema = dict(_flatten(default_config())) if schema is None else schema
+    if path not in schema:
+        close = difflib.get_close_matches(path, list(schema), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"unknown config key {path!r}{hint}")
+
+
 def _check_keys(config: ml_collections.ConfigDict) -> None:
     schema = dict(_flatten(default_config()))
     for path, value in _flatten(config):
-        if path not in schema:
-            close = [k for k in schema if k.rsplit(".", 1)[-1] == path.rsplit(".", 1)[-1]]
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"unknown config key {path!r}{hint}")
+        check_key(path, schema)
         expected = type(schema[path])
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             continue

@@ -111,8 +111,23 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert r.returncode != 0 and "unknown task.name 'quadratic'" in r.stderr
     r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'b'}",
              "--config.task.n_dimz=3")
-    assert r.returncode != 0 and "n_dimz" in r.stderr
+    assert r.returncode != 0 and "unknown config key 'task.n_dimz' (did you mean 'task.n_dims'?)" in r.stderr
     r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'c'}",
              "--config.task.n_points=500")
     assert r.returncode != 0 and "longer than the model accepts" in r.stderr
+    r2 = _cli("icl_jax.train", "--config=configs/linear.py:huge", f"--workdir={tmp_path / 'd'}")
+    assert r2.returncode != 0 and "unknown config argument(s) ['huge']" in r2.stderr
+    r3 = _cli("icl_jax.train", "--config=configs/nope.py", f"--workdir={tmp_path / 'e'}")
+    assert r3.returncode != 0 and "No such file" in r3.stderr
+    for result in (r, r2, r3):
+        assert "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "c" / "checkpoints").exists()
+
+
+def test_evaluate_cli_on_a_workdir_without_checkpoints(tmp_path):
+    from icl_jax import files
+
+    files.write_json(tmp_path / "config.json", small_config().to_dict())
+    r = _cli("icl_jax.evaluate", f"--workdir={tmp_path}")
+    assert r.returncode != 0 and "no checkpoints in" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "eval").exists()

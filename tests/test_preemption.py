@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from icl_jax import io
+from icl_jax import files
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.training import optimizer, step as step_lib
 
@@ -29,7 +29,7 @@ def _train(workdir, **kwargs):
 
 
 def _final_params(workdir):
-    config = io.load_run_config(workdir)
+    config = files.load_run_config(workdir)
     _, init = step_lib.init_state(config, optimizer.make_optimizer(config.train))
     step, state = Checkpoints(workdir).restore(None, like=jax.eval_shape(init))
     return step, state["params"]

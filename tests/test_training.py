@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from icl_jax import io, tasks
+from icl_jax import files, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import NonFiniteLoss, UserError
 from icl_jax.training import loop, optimizer, step as step_lib
@@ -91,6 +91,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     assert int(resumed["step"]) == c.train.steps
     assert _leaves_equal(straight["params"], resumed["params"])
     assert _leaves_equal(straight["opt_state"], resumed["opt_state"])
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30, 40]
 
 
 def test_run_directory_contents(tmp_path):

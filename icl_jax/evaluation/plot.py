@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io as _io
+import io
 import pathlib
 
 import matplotlib
@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from icl_jax import io  # noqa: E402
+from icl_jax import files  # noqa: E402
 
 
 def plot_curves(result: dict, path: str | pathlib.Path) -> None:
@@ -18,8 +18,10 @@ def plot_curves(result: dict, path: str | pathlib.Path) -> None:
     k = result["k"]
     for name, c in result["curves"].items():
         style = dict(lw=2.5, color="black", zorder=10) if name == "model" else dict(lw=1.5)
-        ax.plot(k, c["mean"], label=name, **style)
-        ax.fill_between(k, c["ci_low"], c["ci_high"], alpha=0.15, color=style.get("color"))
+        if name == "ridge":
+            style["ls"] = "--"  # coincides with least squares on noiseless tasks
+        (line,) = ax.plot(k, c["mean"], label=name, **style)
+        ax.fill_between(k, c["ci_low"], c["ci_high"], alpha=0.15, color=line.get_color())
     ax.axhline(1.0, color="gray", lw=0.8, ls=":")
     ax.set_xlabel("in-context examples k")
     ax.set_ylabel("normalized squared error")
@@ -28,7 +30,7 @@ def plot_curves(result: dict, path: str | pathlib.Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = _io.BytesIO()
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    io.write_atomic(path, buffer.getvalue())
+    files.write_atomic(path, buffer.getvalue())

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import io, tasks
+from icl_jax import files, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import UserError
 from icl_jax.evaluation import plot, predictors, prompts, statistics
@@ -35,7 +35,7 @@ def restore_params(config, workdir, step: int | None):
 def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: int | None = None,
              verbose: bool = True) -> dict:
     workdir = pathlib.Path(workdir)
-    config = config_lib.validate(io.load_run_config(workdir))
+    config = config_lib.validate(files.load_run_config(workdir))
     num_prompts = config.eval.num_prompts if num_prompts is None else num_prompts
     if num_prompts < 2:
         raise UserError(f"--num_prompts must be at least 2 (for the bootstrap), got {num_prompts}")
@@ -62,11 +62,9 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
         "seconds": seconds, "task_config": config.task.to_dict(), "eval_seed": config.eval.seed,
     }
     out = workdir / "eval"
-    io.write_json(out / f"step_{step}.json", result)
+    files.write_json(out / f"step_{step}.json", result)
     plot.plot_curves(result, out / f"step_{step}.png")
-    buffer = __import__("io").BytesIO()
-    np.savez_compressed(buffer, **{name: e.astype(np.float32) for name, e in errors.items()})
-    io.write_atomic(out / f"step_{step}_errors.npz", buffer.getvalue())
+    files.write_npz(out / f"step_{step}_errors.npz", {n: e.astype(np.float32) for n, e in errors.items()})
     if verbose:
         print(format_table(result))
         print(f"wrote {out / f'step_{step}.json'} and .png")

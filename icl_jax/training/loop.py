@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import curriculum, io, tasks
+from icl_jax import curriculum, files, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import NonFiniteLoss
 from icl_jax.models import transformer
@@ -57,16 +57,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     config_lib.validate(config)
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    io.record_run_config(workdir, config)
-    io.write_json(workdir / "versions.json", io.library_versions())
+    files.record_run_config(workdir, config)
+    files.write_json(workdir / "versions.json", files.library_versions())
 
     task = tasks.get_task(config.task)
     tx = optimizer.make_optimizer(config.train)
     graphdef, init = step_lib.init_state(config, tx)
     tr = config.train
-    checkpoints = Checkpoints(workdir, keep_last=tr.keep_last,
-                              keep_every=tr.keep_every)
-    writer = MetricsWriter(workdir, tr.steps)
+    checkpoints = Checkpoints(workdir, keep_last=tr.keep_last, keep_every=tr.keep_every)
+    writer = MetricsWriter(workdir, tr.steps, resumed_step=checkpoints.latest_step())
     try:
         return _run(config, workdir, task, tx, graphdef, init, checkpoints, writer, start_time)
     finally:
@@ -76,14 +75,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 def _run(config, workdir, task, tx, graphdef, init, checkpoints, writer, start_time) -> dict:
     tr = config.train
-    state = init()
-    n_params = transformer.param_count(state["params"])
     if checkpoints.latest_step() is not None:
-        restored_step, state = checkpoints.restore(None, like=state)
+        restored_step, state = checkpoints.restore(None, like=jax.eval_shape(init))
         writer.message(f"resuming from checkpoint at step {restored_step} in {checkpoints.directory}")
     else:
+        state = init()
         writer.message(f"starting {task.name} (d={task.n_dims}, {task.n_points} points) with a "
-                       f"{n_params / 1e6:.2f}M-parameter model in {workdir}")
+                       f"{transformer.param_count(state['params']) / 1e6:.2f}M-parameter model in {workdir}")
     step = int(state["step"])
     train_step = step_lib.make_train_step(config, graphdef, task, tx)
     last_saved = checkpoints.latest_step()

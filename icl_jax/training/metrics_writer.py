@@ -9,6 +9,8 @@ import sys
 
 import jax
 
+from icl_jax import files
+
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
@@ -18,14 +20,19 @@ def _duration(seconds: float) -> str:
 
 
 class MetricsWriter:
-    def __init__(self, workdir: str | pathlib.Path, total_steps: int):
+    def __init__(self, workdir: str | pathlib.Path, total_steps: int, resumed_step: int | None):
+        """`resumed_step`: the checkpoint the run restarts from. Records past it came from an
+        attempt that died before saving; they are dropped so each step appears once."""
         self.enabled = jax.process_index() == 0
         self.total_steps = total_steps
         if not self.enabled:
             return
-        workdir = pathlib.Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+        path = pathlib.Path(workdir) / "metrics.jsonl"
+        if resumed_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines(keepends=True)
+                    if json.loads(line)["step"] <= resumed_step]
+            files.write_atomic(path, "".join(kept))
+        self._jsonl = open(path, "a", buffering=1)
         from tensorboardX import SummaryWriter  # imported late: only process 0 needs it
 
         self._tb = SummaryWriter(logdir=str(workdir), flush_secs=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import os
 import pathlib
@@ -10,6 +11,7 @@ import platform
 import tempfile
 
 import ml_collections
+import numpy as np
 
 from icl_jax.errors import UserError
 
@@ -34,6 +36,12 @@ def write_atomic(path: str | pathlib.Path, data: str | bytes) -> None:
 
 def write_json(path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=1) + "\n")
+
+
+def write_npz(path, arrays: dict) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def library_versions() -> dict[str, str]:
