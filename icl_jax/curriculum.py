@@ -13,17 +13,18 @@ import jax.numpy as jnp
 import ml_collections
 
 
-def active_dims(config: ml_collections.ConfigDict, step):
-    cu, full = config.curriculum, config.task.n_dims
-    if not cu.interval:
+def _grown(start: int, increment: int, full: int, interval: int, step):
+    if not interval:
         return jnp.asarray(full, jnp.int32)
-    grown = cu.dims_start + cu.dims_increment * (jnp.asarray(step, jnp.int32) // cu.interval)
+    grown = start + increment * (jnp.asarray(step, jnp.int32) // interval)
     return jnp.minimum(grown, full).astype(jnp.int32)
+
+
+def active_dims(config: ml_collections.ConfigDict, step):
+    cu = config.curriculum
+    return _grown(cu.dims_start, cu.dims_increment, config.task.n_dims, cu.interval, step)
 
 
 def active_points(config: ml_collections.ConfigDict, step):
-    cu, full = config.curriculum, config.task.n_points
-    if not cu.interval:
-        return jnp.asarray(full, jnp.int32)
-    grown = cu.points_start + cu.points_increment * (jnp.asarray(step, jnp.int32) // cu.interval)
-    return jnp.minimum(grown, full).astype(jnp.int32)
+    cu = config.curriculum
+    return _grown(cu.points_start, cu.points_increment, config.task.n_points, cu.interval, step)
