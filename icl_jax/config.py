@@ -59,6 +59,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.curriculum.points_increment = 2
     c.curriculum.interval = 2000  # steps between increments; 0 disables the curriculum
 
+    c.parallel = ml_collections.ConfigDict()
+    # Shard parameters and optimizer state over the devices too (FSDP-style), not only the batch.
+    c.parallel.shard_params = False
+
     c.eval = ml_collections.ConfigDict()
     c.eval.seed = 1_000_003  # distinct from every training seed (validated)
     c.eval.num_prompts = 1280

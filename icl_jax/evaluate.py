@@ -6,12 +6,14 @@ table and writes DIR/eval/step_<N>.{json,png}.
 
 from absl import app, flags
 
-from icl_jax import cli
+from icl_jax import cli, parallel
 from icl_jax.evaluation import run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by icl_jax.train.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _NUM_PROMPTS = flags.DEFINE_integer("num_prompts", None, "Evaluation prompts (default: config.eval.num_prompts).")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Run as one process of a multi-process job "
+                               "(also: ICL_JAX_MULTIHOST=1): each evaluates locally, process 0 writes.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -19,6 +21,8 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if parallel.multihost_requested(_MULTIHOST.value):
+        parallel.initialize_multihost()  # before any other JAX call
     run.evaluate(_WORKDIR.value, _STEP.value, _NUM_PROMPTS.value)
 
 

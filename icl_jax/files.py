@@ -10,14 +10,16 @@ import pathlib
 import platform
 import tempfile
 
+import jax
 import ml_collections
 import numpy as np
 
 from icl_jax.errors import UserError
 
-# Keys that may change between a run and its resumption: they do not change the trained math.
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.checkpoint_every", "train.keep_last",
-                     "train.keep_every", "eval.")
+# Keys that may change between a run and its resumption: they do not change the trained math
+# (train.steps only while the learning-rate schedule does not depend on it).
+RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every", "train.keep_last",
+                     "train.keep_every", "eval.", "parallel.")
 
 
 def write_atomic(path: str | pathlib.Path, data: str | bytes) -> None:
@@ -72,14 +74,16 @@ def record_run_config(workdir: str | pathlib.Path, config: ml_collections.Config
     if path.exists():
         old = json.loads(path.read_text())
         flat_old, flat_new = _flat(old), _flat(new)
+        resumable = RESUMABLE_CHANGES + (("train.steps",) if config.train.schedule == "constant" else ())
         changed = sorted(k for k in set(flat_old) | set(flat_new)
                          if flat_old.get(k) != flat_new.get(k)
-                         and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE_CHANGES))
+                         and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in resumable))
         if changed:
             details = ", ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed)
             raise UserError(f"{workdir} holds a run with a different config ({details}); "
                             f"use another --workdir or the same config to resume")
-    write_json(path, new)
+    if jax.process_index() == 0:  # one writer on a shared workdir
+        write_json(path, new)
 
 
 def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:

@@ -1,6 +1,8 @@
 """python -m icl_jax.train --config=configs/linear.py --workdir=DIR [--config.train.steps=100]
 
-Trains (or resumes) the run in DIR. See the config file's docstring for the expected result.
+Trains (or resumes) the run in DIR, data-parallel over every local device; with --multihost,
+over every device of every process (launch/ starts those). See the config file's docstring
+for the expected result.
 """
 
 import time
@@ -10,12 +12,14 @@ _START = time.time()
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from icl_jax import cli  # noqa: E402
+from icl_jax import cli, parallel  # noqa: E402
 from icl_jax.training import loop  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Join a multi-process run via jax.distributed "
+                               "(also: ICL_JAX_MULTIHOST=1); see launch/.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -23,6 +27,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if parallel.multihost_requested(_MULTIHOST.value):
+        parallel.initialize_multihost()  # before any other JAX call
     loop.train(_CONFIG.value, _WORKDIR.value, start_time=_START)
 
 

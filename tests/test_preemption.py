@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from icl_jax import files
+from icl_jax import files, parallel
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.training import optimizer, step as step_lib
 
@@ -30,8 +30,8 @@ def _train(workdir, **kwargs):
 
 def _final_params(workdir):
     config = files.load_run_config(workdir)
-    _, init = step_lib.init_state(config, optimizer.make_optimizer(config.train))
-    step, state = Checkpoints(workdir).restore(None, like=jax.eval_shape(init))
+    spec = step_lib.state_spec(config, optimizer.make_optimizer(config.train), parallel.make_mesh())
+    step, state = Checkpoints(workdir).restore(None, like=spec.abstract)
     return step, state["params"]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from icl_jax import files, tasks
+from icl_jax import files, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import NonFiniteLoss, UserError
 from icl_jax.training import loop, optimizer, step as step_lib
@@ -25,9 +25,9 @@ def _leaves_equal(a, b) -> bool:
 def test_train_step_is_one_adam_step_on_the_masked_mse_of_the_step_batch():
     """Golden test: the jitted step equals an independent recomputation of one update."""
     c = small_config()
-    task, tx = tasks.get_task(c.task), optimizer.make_optimizer(c.train)
-    graphdef, init = step_lib.init_state(c, tx)
-    state = init()
+    task, tx, mesh = tasks.get_task(c.task), optimizer.make_optimizer(c.train), parallel.make_mesh()
+    spec = step_lib.state_spec(c, tx, mesh)
+    graphdef, state = spec.graphdef, spec.init()
     params0 = jax.tree.map(np.array, state["params"])
     from flax import nnx
     from icl_jax import rng
@@ -41,7 +41,7 @@ def test_train_step_is_one_adam_step_on_the_masked_mse_of_the_step_batch():
     expected_loss, grads = jax.value_and_grad(loss)(params0)
     updates, _ = tx.update(grads, tx.init(params0), params0)
     expected = optax.apply_updates(params0, updates)
-    new_state, metrics = step_lib.make_train_step(c, graphdef, task, tx)(state)
+    new_state, metrics = step_lib.make_train_step(c, spec, task, tx, mesh)(state)
     np.testing.assert_allclose(metrics["loss"], expected_loss, rtol=1e-5)
     for u, v in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(expected)):
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-7)
@@ -52,7 +52,8 @@ def test_a_few_steps_lower_the_loss_on_held_out_prompts(tmp_path):
     c = small_config()
     c.train.steps, c.train.learning_rate, c.train.schedule = 150, 3e-3, "constant"
     task, tx = tasks.get_task(c.task), optimizer.make_optimizer(c.train)
-    graphdef, init = step_lib.init_state(c, tx)
+    spec = step_lib.state_spec(c, tx, parallel.make_mesh())
+    graphdef, init = spec.graphdef, spec.init
     held_out = task.sample(jax.random.key(123), 512)
     from flax import nnx
 
@@ -108,6 +109,19 @@ def test_run_directory_contents(tmp_path):
     assert Checkpoints(tmp_path).all_steps() == [20, 40]
 
 
+def test_more_steps_resume_only_when_the_schedule_does_not_depend_on_them(tmp_path):
+    c = small_config()  # cosine decay over train.steps
+    loop.train(c, tmp_path / "cosine")
+    c.train.steps = 50
+    with pytest.raises(UserError, match="train.steps: 40 -> 50"):
+        loop.train(c, tmp_path / "cosine")
+    c = small_config()
+    c.train.schedule = "constant"
+    loop.train(c, tmp_path / "constant")
+    c.train.steps = 50
+    assert int(loop.train(c, tmp_path / "constant")["step"]) == 50
+
+
 def test_retention_keeps_the_last_few_and_every_mth(tmp_path):
     c = small_config()
     c.train.steps, c.train.checkpoint_every, c.train.keep_last, c.train.keep_every = 60, 5, 2, 25
@@ -135,6 +149,6 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         loop.train(c, tmp_path)
     checkpoints = Checkpoints(tmp_path)
     assert checkpoints.all_steps() == [20]
-    graphdef, init = step_lib.init_state(c, exploding(c.train))
-    _, state = checkpoints.restore(None, like=init())
+    spec = step_lib.state_spec(c, exploding(c.train), parallel.make_mesh())
+    _, state = checkpoints.restore(None, like=spec.abstract)
     assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(state["params"]))

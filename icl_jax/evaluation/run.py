@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import files, tasks
+from icl_jax import files, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import UserError
 from icl_jax.evaluation import plot, predictors, prompts, statistics
@@ -21,15 +21,17 @@ from icl_jax.training import optimizer, step as step_lib
 
 
 def restore_params(config, workdir, step: int | None):
-    """(step, graphdef, params) of a checkpoint in WORKDIR (the latest when step is None)."""
-    graphdef, init = step_lib.init_state(config, optimizer.make_optimizer(config.train))
-    like = jax.eval_shape(init)
+    """(step, graphdef, params) of a checkpoint in WORKDIR (the latest when step is None),
+    restored onto this process's devices whatever topology wrote it."""
+    # This process's own devices: evaluation needs no collectives, in one process or many.
+    mesh = parallel.make_mesh(jax.local_devices())
+    spec = step_lib.state_spec(config, optimizer.make_optimizer(config.train), mesh)
     checkpoints = Checkpoints(workdir, read_only=True)
     try:
-        step, state = checkpoints.restore(step, like=like)
+        step, state = checkpoints.restore(step, like=spec.abstract)
     finally:
         checkpoints.close()
-    return step, graphdef, state["params"]
+    return step, spec.graphdef, state["params"]
 
 
 def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: int | None = None,
@@ -61,6 +63,8 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
         "raw_curves": {name: (e.mean(axis=0) * task.normalizer).tolist() for name, e in errors.items()},
         "seconds": seconds, "task_config": config.task.to_dict(), "eval_seed": config.eval.seed,
     }
+    if jax.process_index() != 0:  # in a multi-process job every process scores, one writes
+        return result
     out = workdir / "eval"
     files.write_json(out / f"step_{step}.json", result)
     plot.plot_curves(result, out / f"step_{step}.png")

@@ -14,11 +14,12 @@ import time
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import curriculum, files, tasks
+from icl_jax import curriculum, files, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import NonFiniteLoss
 from icl_jax.models import transformer
@@ -27,14 +28,27 @@ from icl_jax.training.metrics_writer import MetricsWriter
 
 
 class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag the loop reads between steps (save, then exit)."""
+    """Turns SIGTERM/SIGINT into a flag the loop reads between steps (save, then exit).
+
+    With several processes the stop must happen at the same step everywhere: JAX's
+    distributed runtime catches SIGTERM itself and `reached_preemption_sync_point` agrees on
+    the step; only SIGINT is ours then."""
 
     def __init__(self):
         self.signal_name: str | None = None
+        self.reason = ""
+
+    def requested(self, step: int) -> bool:
+        if jax.process_count() > 1 and multihost_utils.reached_preemption_sync_point(step):
+            self.reason = "preemption notice (SIGTERM)"
+            return True
+        self.reason = self.signal_name or ""
+        return self.signal_name is not None
 
     @contextlib.contextmanager
     def installed(self):
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        signals = (signal.SIGINT,) if jax.process_count() > 1 else (signal.SIGTERM, signal.SIGINT)
+        previous = {s: signal.getsignal(s) for s in signals}
 
         def handler(signum, frame):
             self.signal_name = signal.Signals(signum).name
@@ -50,40 +64,45 @@ class _StopRequest:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-          start_time: float | None = None) -> dict:
+          start_time: float | None = None, mesh: jax.sharding.Mesh | None = None) -> dict:
     """Trains to config.train.steps (or until SIGTERM/SIGINT) and returns the final state.
-    `start_time` (default: now) is what the time-to-first-step report counts from."""
+    `start_time` (default: now) is what the time-to-first-step report counts from; `mesh`
+    (default: every device) is where the run is data-parallel."""
     start_time = time.time() if start_time is None else start_time
     config_lib.validate(config)
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    parallel.check_batch_divides(config.train.batch_size, mesh)
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files.record_run_config(workdir, config)
-    files.write_json(workdir / "versions.json", files.library_versions())
+    if jax.process_index() == 0:
+        files.write_json(workdir / "versions.json", files.library_versions())
 
     task = tasks.get_task(config.task)
     tx = optimizer.make_optimizer(config.train)
-    graphdef, init = step_lib.init_state(config, tx)
+    spec = step_lib.state_spec(config, tx, mesh)
     tr = config.train
     checkpoints = Checkpoints(workdir, keep_last=tr.keep_last, keep_every=tr.keep_every)
     writer = MetricsWriter(workdir, tr.steps, resumed_step=checkpoints.latest_step())
     try:
-        return _run(config, workdir, task, tx, graphdef, init, checkpoints, writer, start_time)
+        return _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
     finally:
         checkpoints.close()
         writer.close()
 
 
-def _run(config, workdir, task, tx, graphdef, init, checkpoints, writer, start_time) -> dict:
+def _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time) -> dict:
     tr = config.train
     if checkpoints.latest_step() is not None:
-        restored_step, state = checkpoints.restore(None, like=jax.eval_shape(init))
+        restored_step, state = checkpoints.restore(None, like=spec.abstract)
         writer.message(f"resuming from checkpoint at step {restored_step} in {checkpoints.directory}")
     else:
-        state = init()
+        state = spec.init()
         writer.message(f"starting {task.name} (d={task.n_dims}, {task.n_points} points) with a "
-                       f"{transformer.param_count(state['params']) / 1e6:.2f}M-parameter model in {workdir}")
+                       f"{transformer.param_count(state['params']) / 1e6:.2f}M-parameter model on "
+                       f"{mesh.size} device(s) × {jax.process_count()} process(es) in {workdir}")
     step = int(state["step"])
-    train_step = step_lib.make_train_step(config, graphdef, task, tx)
+    train_step = step_lib.make_train_step(config, spec, task, tx, mesh)
     last_saved = checkpoints.latest_step()
 
     def save(at_step: int, state) -> None:
@@ -117,14 +136,14 @@ def _run(config, workdir, task, tx, graphdef, init, checkpoints, writer, start_t
                                     "active_dims": int(curriculum.active_dims(config, step - 1)),
                                     "active_points": int(curriculum.active_points(config, step - 1))}, rate)
                 interval_start, interval_first_step = now, step
-            if stop.signal_name is not None:
+            if stop.requested(step):
                 save(step, state)
-                writer.message(f"{stop.signal_name} received: saved step {step}; "
+                writer.message(f"{stop.reason} received: saved step {step}; "
                                f"run the same command again to resume")
                 break
             if step == tr.steps or step % tr.checkpoint_every == 0:
                 save(step, state)
-    return jax.device_get(state)
+    return state
 
 
 def _raise_if_nonfinite(state, last_saved: int | None) -> None:

@@ -2,11 +2,13 @@
 
 The batch is sampled inside the step from derive(seed, TRAIN_DATA, step), so the step
 number is the only data-pipeline state and a resumed run replays exactly the same batches.
+On a mesh, the sampled batch is constrained to the data axis: each device draws its own
+slice, and the values equal the single-device batch (partitionable threefry).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,11 +16,17 @@ import ml_collections
 import optax
 from flax import nnx
 
-from icl_jax import curriculum, rng
+from icl_jax import curriculum, parallel, rng
 from icl_jax.models import transformer
-from icl_jax.tasks import LinearTask
+from icl_jax.tasks import LinearTask, Prompts
 
 TrainState = dict[str, Any]  # {"step", "params", "opt_state", "nonfinite_step"}
+
+
+class StateSpec(NamedTuple):
+    graphdef: nnx.GraphDef
+    init: Callable[[], TrainState]  # jitted, returns the state already placed on the mesh
+    abstract: TrainState  # ShapeDtypeStructs with the target shardings (what restores use)
 
 
 def masked_mse(yhat_BxK: jax.Array, y_BxK: jax.Array, mask_K: jax.Array) -> jax.Array:
@@ -27,33 +35,42 @@ def masked_mse(yhat_BxK: jax.Array, y_BxK: jax.Array, mask_K: jax.Array) -> jax.
     return jnp.sum(sq) / (jnp.sum(mask_K) * y_BxK.shape[0])
 
 
-def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
-    """Returns (graphdef, state) with the state built under jit (an eager NNX init of the
-    standard model takes seconds; jitted it is fast)."""
+def state_spec(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
+               mesh: jax.sharding.Mesh) -> StateSpec:
+    """The model's graph, a jitted initialiser and the state's sharded shapes. Init runs under
+    jit: an eager NNX init of the standard model takes seconds; jitted it is fast."""
     graphdef = nnx.graphdef(nnx.eval_shape(lambda: transformer.build(config)))
 
-    @jax.jit
     def init() -> TrainState:
-        params = nnx.state(transformer.build(config, rng.derive(config.seed, rng.PARAMS)), nnx.Param)
-        params = nnx.to_pure_dict(params)
+        params = nnx.to_pure_dict(nnx.state(transformer.build(config, rng.derive(config.seed, rng.PARAMS)), nnx.Param))
         return {"step": jnp.int32(0), "params": params, "opt_state": tx.init(params),
                 "nonfinite_step": jnp.int32(-1)}
 
-    return graphdef, init
+    abstract = jax.eval_shape(init)
+    shardings = parallel.state_shardings(abstract, mesh, config.parallel.shard_params)
+    return StateSpec(graphdef, jax.jit(init, out_shardings=shardings), parallel.with_shardings(abstract, shardings))
 
 
-def make_train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, task: LinearTask,
-                    tx: optax.GradientTransformation) -> Callable[[TrainState], tuple[TrainState, dict]]:
-    batch_size, n_points = config.train.batch_size, task.n_points
+def sample_batch(config: ml_collections.ConfigDict, task: LinearTask, step, batch_sharding) -> Prompts:
+    """The prompts of training step `step`, split over the mesh's data axis."""
+    key = rng.derive(config.seed, rng.TRAIN_DATA, step)
+    prompts = task.sample(key, config.train.batch_size, curriculum.active_dims(config, step))
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), prompts)
+
+
+def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, task: LinearTask,
+                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
+                    ) -> Callable[[TrainState], tuple[TrainState, dict]]:
+    parallel.check_batch_divides(config.train.batch_size, mesh)
+    batch_sharding, n_points = parallel.batch_sharding(mesh), task.n_points
 
     def loss_fn(params, x_BxKxD, y_BxK, mask_K):
-        yhat_BxK = nnx.merge(graphdef, params)(x_BxKxD, y_BxK)
+        yhat_BxK = nnx.merge(spec.graphdef, params)(x_BxKxD, y_BxK)
         return masked_mse(yhat_BxK, y_BxK, mask_K)
 
     def train_step(state: TrainState) -> tuple[TrainState, dict]:
         step = state["step"]
-        key = rng.derive(config.seed, rng.TRAIN_DATA, step)
-        prompts = task.sample(key, batch_size, curriculum.active_dims(config, step))
+        prompts = sample_batch(config, task, step, batch_sharding)
         mask_K = (jnp.arange(n_points) < curriculum.active_points(config, step)).astype(jnp.float32)
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], prompts.x_BxKxD, prompts.y_BxK, mask_K)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -62,4 +79,6 @@ def make_train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, t
                      "opt_state": opt_state, "nonfinite_step": first_bad}
         return new_state, {"loss": loss}
 
-    return jax.jit(train_step, donate_argnums=0)
+    shardings = jax.tree.map(lambda a: a.sharding, spec.abstract)
+    return jax.jit(train_step, in_shardings=(shardings,),
+                   out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=0)

@@ -1,0 +1,116 @@
+"""Checks that need 8 CPU devices, run in a fresh process by tests/test_parallel.py:
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m tests.multidevice_checks NAME DIR
+
+(the device count is fixed when JAX starts, so these cannot share the pytest process).
+"""
+
+import os
+import pathlib
+import sys
+
+assert "--xla_force_host_platform_device_count=8" in os.environ.get("XLA_FLAGS", ""), "run with 8 CPU devices"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+from icl_jax import parallel, tasks  # noqa: E402
+from icl_jax.errors import UserError  # noqa: E402
+from icl_jax.training import loop, optimizer, step as step_lib  # noqa: E402
+from tests.conftest import small_config  # noqa: E402
+
+ONE, EIGHT = parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()
+
+
+def _config(**train):
+    c = small_config()
+    c.train.steps, c.train.batch_size, c.train.checkpoint_every = 20, 16, 10
+    c.train.update(train)
+    return c
+
+
+def _assert_close(a, b, rtol=1e-4, atol=5e-5):
+    """Float32 tolerance after Adam: reduction order differs between meshes, and Adam turns a
+    near-zero gradient's rounding into an update of up to lr (1e-3) — atol is 5% of one
+    step; a wrong batch or update moves parameters by ~lr per step, 20× more."""
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol)
+
+
+def sharded_equals_single(workdir: pathlib.Path) -> None:
+    c = _config()
+    one = loop.train(c, workdir / "one", mesh=ONE)
+    eight = loop.train(c, workdir / "eight", mesh=EIGHT)
+    assert len(jax.tree.leaves(eight["params"])[0].sharding.device_set) == 8
+    _assert_close(one["params"], eight["params"])
+    losses = [[__import__("json").loads(line)["loss"] for line in (workdir / name / "metrics.jsonl").open()]
+              for name in ("one", "eight")]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def batch_is_sharded(workdir: pathlib.Path) -> None:
+    c = _config()
+    task = tasks.get_task(c.task)
+    sharding = parallel.batch_sharding(EIGHT)
+    sample = jax.jit(lambda step: step_lib.sample_batch(c, task, step, sharding))
+    prompts = sample(3)
+    for a in prompts:
+        assert a.sharding.spec == P(parallel.DATA), a.sharding
+        assert {s.data.shape[0] for s in a.addressable_shards} == {2}  # 16 prompts / 8 devices
+    # Each device samples only its slice: no full-batch tensor in the compiled program...
+    hlo = sample.lower(3).compile().as_text()
+    assert "f32[2,7,3]" in hlo and "f32[16,7,3]" not in hlo
+    # ...and the slices are exactly the single-device batch.
+    single = jax.jit(lambda step: step_lib.sample_batch(c, task, step, parallel.batch_sharding(ONE)))(3)
+    for a, b in zip(prompts, single):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def fsdp_equals_replicated(workdir: pathlib.Path) -> None:
+    c = _config()
+    replicated = loop.train(c, workdir / "replicated", mesh=EIGHT)
+    c.parallel.shard_params = True
+    sharded = loop.train(c, workdir / "sharded", mesh=EIGHT)
+    kernel = sharded["params"]["blocks"][0]["mlp_in"]["kernel"]  # 32 × 128
+    assert kernel.sharding.spec == P(None, parallel.DATA), kernel.sharding
+    assert kernel.addressable_shards[0].data.shape == (32, 16)
+    moments = [a for a in jax.tree.leaves(sharded["opt_state"]) if a.shape == kernel.shape]
+    assert moments and all(a.sharding.spec == P(None, parallel.DATA) for a in moments)  # Adam's mu, nu
+    _assert_close(replicated["params"], sharded["params"])
+
+
+def checkpoints_move_between_topologies(workdir: pathlib.Path) -> None:
+    c = _config(steps=30, schedule="constant")  # so that extending train.steps keeps the math
+    straight = loop.train(c, workdir / "straight", mesh=ONE)
+    for first, second, name in ((EIGHT, ONE, "8to1"), (ONE, EIGHT, "1to8")):
+        c.train.steps = 10
+        loop.train(c, workdir / name, mesh=first)
+        c.train.steps = 30
+        resumed = loop.train(c, workdir / name, mesh=second)
+        assert len(jax.tree.leaves(resumed["params"])[0].sharding.device_set) == second.size
+        _assert_close(straight["params"], resumed["params"])
+    # FSDP-sharded checkpoint into a replicated single-device state, for evaluation too.
+    c.parallel.shard_params, c.train.steps = True, 10
+    loop.train(c, workdir / "fsdp", mesh=EIGHT)
+    from icl_jax.evaluation import run
+
+    step, _, params = run.restore_params(c, workdir / "fsdp", None)
+    assert step == 10
+
+
+def indivisible_batch_is_refused(workdir: pathlib.Path) -> None:
+    c = _config(batch_size=12)
+    try:
+        loop.train(c, workdir, mesh=EIGHT)
+    except UserError as e:
+        assert "train.batch_size=12 does not divide evenly over the 8 devices" in str(e), e
+        assert not (workdir / "checkpoints").exists()
+    else:
+        raise AssertionError("batch 12 on 8 devices was accepted")
+
+
+if __name__ == "__main__":
+    name, directory = sys.argv[1], pathlib.Path(sys.argv[2])
+    globals()[name](directory)
+    print(f"{name}: ok")
