@@ -58,26 +58,37 @@ def sample_batch(config: ml_collections.ConfigDict, task: LinearTask, step, batc
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), prompts)
 
 
-def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, task: LinearTask,
-                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
-                    ) -> Callable[[TrainState], tuple[TrainState, dict]]:
-    parallel.check_batch_divides(config.train.batch_size, mesh)
-    batch_sharding, n_points = parallel.batch_sharding(mesh), task.n_points
+def make_update(config: ml_collections.ConfigDict, spec: StateSpec, tx: optax.GradientTransformation):
+    """update(state, prompts, mask_K) -> (state, metrics): one optimizer step on a given batch."""
 
     def loss_fn(params, x_BxKxD, y_BxK, mask_K):
         yhat_BxK = nnx.merge(spec.graphdef, params)(x_BxKxD, y_BxK)
         return masked_mse(yhat_BxK, y_BxK, mask_K)
 
-    def train_step(state: TrainState) -> tuple[TrainState, dict]:
+    def update(state: TrainState, prompts: Prompts, mask_K: jax.Array) -> tuple[TrainState, dict]:
         step = state["step"]
-        prompts = sample_batch(config, task, step, batch_sharding)
-        mask_K = (jnp.arange(n_points) < curriculum.active_points(config, step)).astype(jnp.float32)
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], prompts.x_BxKxD, prompts.y_BxK, mask_K)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         first_bad = jnp.where((state["nonfinite_step"] < 0) & ~jnp.isfinite(loss), step, state["nonfinite_step"])
         new_state = {"step": step + 1, "params": optax.apply_updates(state["params"], updates),
                      "opt_state": opt_state, "nonfinite_step": first_bad}
         return new_state, {"loss": loss}
+
+    return update
+
+
+def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, task: LinearTask,
+                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
+                    ) -> Callable[[TrainState], tuple[TrainState, dict]]:
+    parallel.check_batch_divides(config.train.batch_size, mesh)
+    batch_sharding, n_points = parallel.batch_sharding(mesh), task.n_points
+    update = make_update(config, spec, tx)
+
+    def train_step(state: TrainState) -> tuple[TrainState, dict]:
+        step = state["step"]
+        prompts = sample_batch(config, task, step, batch_sharding)
+        mask_K = (jnp.arange(n_points) < curriculum.active_points(config, step)).astype(jnp.float32)
+        return update(state, prompts, mask_K)
 
     shardings = jax.tree.map(lambda a: a.sharding, spec.abstract)
     return jax.jit(train_step, in_shardings=(shardings,),
