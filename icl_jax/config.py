@@ -39,6 +39,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.n_layer, c.model.n_head, c.model.n_embd = MODEL_PRESETS["standard"]
     c.model.n_positions = 101  # most in-context points the model accepts (2 tokens each)
     c.model.type_channel = False  # an extra input channel marking y tokens (models/tokens.py)
+    c.model.compute_dtype = "float32"  # or bfloat16: matmuls only; parameters stay float32
+    c.model.remat = False  # recompute each block in the backward pass (memory for compute)
+    c.model.scan_layers = False  # scan one block over stacked layers: depth-independent compile
+    c.model.attention_impl = "auto"  # jax.nn.dot_product_attention's choice, or xla | cudnn
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 500_000
@@ -134,6 +138,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             f"task.n_points={t.n_points} is longer than the model accepts "
             f"(model.n_positions={m.n_positions})"
         )
+    if m.compute_dtype not in ("float32", "bfloat16"):
+        raise UserError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
+    if m.attention_impl not in ("auto", "xla", "cudnn"):
+        raise UserError(f"model.attention_impl must be 'auto', 'xla' or 'cudnn', got {m.attention_impl!r}")
     if m.n_embd % m.n_head:
         raise UserError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
     if tr.schedule not in ("constant", "cosine"):

@@ -26,34 +26,54 @@ _TORCH_LINEAR_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform
 
 
 class Block(nnx.Module):
-    def __init__(self, n_embd: int, n_head: int, n_layer: int, *, rngs: nnx.Rngs):
+    def __init__(self, n_embd: int, n_head: int, n_layer: int, dtype=jnp.float32,
+                 attention_impl: str | None = None, *, rngs: nnx.Rngs):
         residual_init = nnx.initializers.normal(0.02 / math.sqrt(2 * n_layer))
-        self.n_head = n_head
+        self.n_head, self.attention_impl = n_head, attention_impl
+        linear = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
         self.ln_1 = nnx.LayerNorm(n_embd, epsilon=1e-5, rngs=rngs)
-        self.qkv = nnx.Linear(n_embd, 3 * n_embd, kernel_init=_INIT, rngs=rngs)
-        self.attn_out = nnx.Linear(n_embd, n_embd, kernel_init=residual_init, rngs=rngs)
+        self.qkv = nnx.Linear(n_embd, 3 * n_embd, kernel_init=_INIT, **linear)
+        self.attn_out = nnx.Linear(n_embd, n_embd, kernel_init=residual_init, **linear)
         self.ln_2 = nnx.LayerNorm(n_embd, epsilon=1e-5, rngs=rngs)
-        self.mlp_in = nnx.Linear(n_embd, 4 * n_embd, kernel_init=_INIT, rngs=rngs)
-        self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, rngs=rngs)
+        self.mlp_in = nnx.Linear(n_embd, 4 * n_embd, kernel_init=_INIT, **linear)
+        self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, **linear)
 
     def __call__(self, h_BxTxE: jax.Array) -> jax.Array:
         b, t, e = h_BxTxE.shape
         qkv = self.qkv(self.ln_1(h_BxTxE)).reshape(b, t, 3, self.n_head, e // self.n_head)
         q_BxTxHxF, k_BxTxHxF, v_BxTxHxF = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        attended = jax.nn.dot_product_attention(q_BxTxHxF, k_BxTxHxF, v_BxTxHxF, is_causal=True)
-        h_BxTxE = h_BxTxE + self.attn_out(attended.reshape(b, t, e))
+        attended = jax.nn.dot_product_attention(q_BxTxHxF, k_BxTxHxF, v_BxTxHxF, is_causal=True,
+                                                implementation=self.attention_impl)
+        # The residual stream stays float32; only the matmuls run in the compute dtype.
+        h_BxTxE = h_BxTxE + self.attn_out(attended.reshape(b, t, e)).astype(h_BxTxE.dtype)
         mlp = self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln_2(h_BxTxE)), approximate=True))
-        return h_BxTxE + mlp
+        return h_BxTxE + mlp.astype(h_BxTxE.dtype)
 
 
 class Transformer(nnx.Module):
+    """Options that matter on accelerators, each checked against the plain path in the tests:
+    `compute_dtype` (bfloat16 matmuls, float32 parameters and residual stream), `remat`
+    (recompute each block in the backward pass), `scan_layers` (one compiled block scanned
+    over stacked parameters: compile time independent of depth), `attention_impl` (None lets
+    jax.nn.dot_product_attention pick, e.g. cuDNN's fused kernel on GPU)."""
+
     def __init__(self, n_dims: int, n_positions: int, n_embd: int, n_layer: int, n_head: int,
-                 type_channel: bool = False, *, rngs: nnx.Rngs):
+                 type_channel: bool = False, compute_dtype: str = "float32", remat: bool = False,
+                 scan_layers: bool = False, attention_impl: str | None = None, *, rngs: nnx.Rngs):
         self.max_tokens = 2 * n_positions
-        self.type_channel = type_channel
+        self.type_channel, self.remat, self.scan_layers = type_channel, remat, scan_layers
         self.read_in = nnx.Linear(n_dims + int(type_channel), n_embd, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
         self.wpe = nnx.Param(_INIT(rngs.params(), (self.max_tokens, n_embd)))
-        self.blocks = nnx.List([Block(n_embd, n_head, n_layer, rngs=rngs) for _ in range(n_layer)])
+        block_args = (n_embd, n_head, n_layer, jnp.dtype(compute_dtype), attention_impl)
+        if scan_layers:
+            @nnx.split_rngs(splits=n_layer)
+            @nnx.vmap(in_axes=(0,), out_axes=0)
+            def stacked(rngs):
+                return Block(*block_args, rngs=rngs)
+
+            self.blocks = stacked(rngs)
+        else:
+            self.blocks = nnx.List([Block(*block_args, rngs=rngs) for _ in range(n_layer)])
         self.ln_f = nnx.LayerNorm(n_embd, epsilon=1e-5, rngs=rngs)
         self.read_out = nnx.Linear(n_embd, 1, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
 
@@ -64,15 +84,26 @@ class Transformer(nnx.Module):
         if t > self.max_tokens:
             raise ValueError(f"{t // 2} points exceed the model's {self.max_tokens // 2} positions")
         h = self.read_in(z_BxTxW) + self.wpe[:t]
-        for block in self.blocks:
-            h = block(h)
+        apply = (lambda block, h: block(h))
+        if self.remat:
+            apply = nnx.remat(apply)
+        if self.scan_layers:
+            @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+            def through(h, block):
+                return apply(block, h)
+
+            h = through(h, self.blocks)
+        else:
+            for block in self.blocks:
+                h = apply(block, h)
         return tokens.predictions_at_x(self.read_out(self.ln_f(h))[..., 0])
 
 
 def build(config: ml_collections.ConfigDict, key: jax.Array | int = 0) -> Transformer:
     m = config.model
     return Transformer(config.task.n_dims, m.n_positions, m.n_embd, m.n_layer, m.n_head, m.type_channel,
-                       rngs=nnx.Rngs(params=key))
+                       m.compute_dtype, m.remat, m.scan_layers,
+                       None if m.attention_impl == "auto" else m.attention_impl, rngs=nnx.Rngs(params=key))
 
 
 def param_count(params) -> int:
