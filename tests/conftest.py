@@ -1,5 +1,9 @@
 """Shared test fixtures: small configs that compile and run in seconds on 2 CPU cores."""
 
+import importlib.util
+import pathlib
+import types
+
 import ml_collections
 import pytest
 
@@ -22,3 +26,12 @@ def small_config(**task) -> ml_collections.ConfigDict:
 @pytest.fixture
 def tiny_config() -> ml_collections.ConfigDict:
     return small_config()
+
+
+def load_module(path: str | pathlib.Path) -> types.ModuleType:
+    """A Python file (a config, a benchmark script) as a module, without it being a package."""
+    path = pathlib.Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

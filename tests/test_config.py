@@ -1,21 +1,17 @@
-import importlib.util
 import pathlib
 
 import pytest
 
 from icl_jax import config as config_lib
 from icl_jax.errors import UserError
-from tests.conftest import small_config
+from tests.conftest import load_module, small_config
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "configs" / f"{name}.py")
 
 
 @pytest.mark.parametrize("path", sorted(p.stem for p in (ROOT / "configs").glob("*.py")))
