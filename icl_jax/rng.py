@@ -11,6 +11,8 @@ TRAIN_DATA = 1  # the batch of a training step: inputs, task parameters, noise
 TASK_POOL = 2  # members of a finite task pool (a function of task.pool_seed only)
 EVAL_DATA = 3  # the evaluation prompts (root: eval.seed)
 BOOTSTRAP = 4  # resampling for confidence intervals
+BASELINE_TUNING = 5  # prior prompts on which baselines tune step sizes / penalties (evaluation)
+PROBE = 6  # fresh probe queries of the weight probe (evaluation)
 
 
 def derive(seed: int, purpose: int, index: int | jax.Array | None = None) -> jax.Array:
