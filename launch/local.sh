@@ -5,8 +5,9 @@
 #   launch/local.sh N [--devices_per_process=D] -- python -m icl_jax.train --config=... --workdir=DIR
 #
 # Every process runs the same command with --multihost; each gets D fake CPU devices
-# (default 1) through XLA_FLAGS. Output lines are prefixed with [process i]. SIGTERM/SIGINT
-# are forwarded to every process. Exits with the first non-zero status of any process.
+# (default 1) through XLA_FLAGS. Output lines are prefixed with [process i]. SIGTERM and
+# Ctrl-C reach every process as SIGTERM: they agree on a step, save it and exit. Exits with the
+# first non-zero status of any process.
 # Environment: ICL_JAX_PORT picks the coordinator port (default: a free one).
 set -euo pipefail
 
@@ -23,7 +24,7 @@ port=${ICL_JAX_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("12
 pids=()
 forward() { for pid in "${pids[@]}"; do kill -s "$1" "$pid" 2>/dev/null || true; done; }
 trap 'forward TERM' TERM
-trap 'forward INT' INT
+trap 'forward TERM' INT  # processes agree on a stop step only through SIGTERM (see training/loop.py)
 
 for ((i = 0; i < num_processes; i++)); do
   (

@@ -32,7 +32,8 @@ class _StopRequest:
 
     With several processes the stop must happen at the same step everywhere: JAX's
     distributed runtime catches SIGTERM itself and `reached_preemption_sync_point` agrees on
-    the step; only SIGINT is ours then."""
+    the step. A flag set by one process's own handler could not be agreed on, so none is
+    installed then (launch/local.sh turns Ctrl-C into SIGTERM for its processes)."""
 
     def __init__(self):
         self.signal_name: str | None = None
@@ -47,7 +48,7 @@ class _StopRequest:
 
     @contextlib.contextmanager
     def installed(self):
-        signals = (signal.SIGINT,) if jax.process_count() > 1 else (signal.SIGTERM, signal.SIGINT)
+        signals = () if jax.process_count() > 1 else (signal.SIGTERM, signal.SIGINT)
         previous = {s: signal.getsignal(s) for s in signals}
 
         def handler(signum, frame):
