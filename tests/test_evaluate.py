@@ -14,7 +14,7 @@ from tests.conftest import small_config
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NAMES = ["model", "least_squares", "ridge", "averaging", "nearest_neighbors", "zero"]
+NAMES = ["model", "bayes", "least_squares", "ridge", "averaging", "nearest_neighbors", "zero", "gd_1", "gd_10"]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,42 @@ def test_evaluate_end_to_end(trained):
     assert curves["least_squares"][-1] < 0.1 and curves["ridge"][-1] <= curves["least_squares"][-1] + 1e-6
     errors = np.load(trained / "eval" / "step_40_errors.npz")
     np.testing.assert_allclose(errors["ridge"].mean(0), curves["ridge"], rtol=1e-5)
+    # the exact posterior of a Gaussian prior is ridge with λ = σ²
+    assert on_disk["bayes"] == {"name": "bayes", "exact": True}
+    np.testing.assert_allclose(curves["bayes"], curves["ridge"], rtol=1e-4)
+    assert on_disk["least_squares_unbounded_k"] == [2, 3, 4]
+    assert on_disk["baseline_info"]["gd_1"]["steps"] == 1
+    assert len(on_disk["baseline_info"]["gd_10"]["step_size_per_k"]) == 7
+    # every pair of predictors, per k; identical predictors differ by zero
+    assert len(on_disk["prediction_differences"]) == len(NAMES) * (len(NAMES) - 1) // 2
+    assert max(on_disk["prediction_differences"]["bayes|ridge"]["mean"]) < 1e-6
+    assert min(on_disk["prediction_differences"]["model|zero"]["mean"][1:]) > 0
+    probe = on_disk["weight_probe"]
+    assert probe["k"] == [1, 3, 6] and probe["n_probes"] == 6 and probe["num_prompts"] == 64
+    assert len(probe["model_linearity_r2"]) == 3
+    assert set(probe["agreement"]) == {"least_squares", "ridge", "averaging", "zero", "gd_1", "gd_10", "bayes",
+                                       "true_w"}
+    for name, a in probe["agreement"].items():
+        assert len(a["cosine"]) == len(a["squared_error"]) == 3 and np.all(np.isfinite(a["squared_error"])), name
+    # ridge and the posterior have the same w
+    np.testing.assert_allclose(probe["agreement"]["ridge"]["squared_error"],
+                               probe["agreement"]["bayes"]["squared_error"], rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", [dict(name="sparse_linear", sparsity=2), dict(name="gaussian_mixture")])
+def test_evaluate_mixture_classes_report_component_weights(tmp_path, task):
+    loop.train(small_config(**task), tmp_path)
+    result = run.evaluate(tmp_path, verbose=False)
+    weight = np.array(result["bayes"]["true_component_weight"]["mean"])
+    assert result["bayes"]["exact"] and weight[0] == pytest.approx(1 / 3 if task["name"] == "sparse_linear" else 0.5)
+    assert weight[-1] > 0.99
+    if task["name"] == "gaussian_mixture":
+        shares = np.array([result["bayes"]["component_weights"][c] for c in ("0", "1")])
+        np.testing.assert_allclose(shares.sum(0), 1.0, atol=1e-9)
+    else:
+        assert "lasso" in result["curves"] and min(result["baseline_info"]["lasso"]["converged_fraction_per_k"]) == 1.0
+        assert max(result["curves"]["bayes"]["mean"][3:]) < 1e-12  # noiseless, s = 2: zero from k = 3
 
 
 def test_the_zero_predictor_scores_one_on_average():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable
 
@@ -11,7 +12,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from icl_jax import baselines
+from icl_jax import baselines, rng, tasks
+from icl_jax.baselines import gradient_descent, lasso, mixture
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -48,3 +50,77 @@ def linear_baselines(task_config: ml_collections.ConfigDict) -> dict[str, Predic
         "nearest_neighbors": _jitted(baselines.nearest_neighbors, n_neighbors=3),
         "zero": _jitted(baselines.zero),
     }
+
+
+# ----------------------------------------------------------------------------------------
+# Beyond the classic five: the exact posterior, tuned gradient descent, the Lasso, and every
+# linear-in-the-query predictor's own w (for the weight probe).
+# ----------------------------------------------------------------------------------------
+GD_STEPS = (1, 10)  # one step, and "many"
+LASSO_ALPHAS = np.geomspace(1e-3, 1.0, 7)
+TUNING_PROMPTS = 256
+
+
+@dataclasses.dataclass
+class Baseline:
+    predict: Predictor
+    weights: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # w_NxKxD, every k
+    info: dict = dataclasses.field(default_factory=dict)  # what was tuned / how it converged
+
+
+def tuning_prompts(task_config: ml_collections.ConfigDict, seed: int, num: int = TUNING_PROMPTS):
+    """Prompts from the class's prior on their own stream (never the evaluation prompts)."""
+    task = tasks.get_task(task_config)
+    p = jax.jit(lambda key: task.sample(key, num))(rng.derive(seed, rng.BASELINE_TUNING))
+    return np.asarray(p.x_BxKxD), np.asarray(p.y_BxK)
+
+
+def _gaussian_weights(task_config, noise_std: float):
+    """w of least squares (noise 0: min-norm) or ridge (λ = noise²) at every k: the posterior
+    mean of a N(0, I) prior, from the float64 solver."""
+    d = task_config.n_dims
+    family = mixture.GaussianComponents(np.zeros(1), np.zeros((1, d)), features_CxR=np.arange(d)[None])
+    return lambda x, y: mixture.mixture_posterior(x, y, [family], noise_std, with_weights=True).w_BxKxD
+
+
+def _averaging_weights(x, y):
+    xy = np.asarray(x, np.float64) * np.asarray(y, np.float64)[..., None]
+    total = np.concatenate([np.zeros_like(xy[:, :1]), np.cumsum(xy, axis=1)[:, :-1]], axis=1)
+    return total / np.maximum(np.arange(x.shape[1]), 1)[None, :, None]
+
+
+def all_baselines(task_config: ml_collections.ConfigDict, tuning_seed: int) -> dict[str, Baseline]:
+    """The classic learners (linear_baselines), gradient descent with η tuned per k on prior
+    prompts (1 and 10 steps), and for sparse classes the Lasso with α tuned per k. Not the
+    exact posterior, which evaluate runs itself (it reports more than predictions)."""
+    sigma = float(task_config.noise_std)
+    classic = linear_baselines(task_config)
+    out = {name: Baseline(fn) for name, fn in classic.items()}
+    out["least_squares"].weights = _gaussian_weights(task_config, 0.0)
+    out["ridge"].weights = _gaussian_weights(task_config, sigma)
+    out["averaging"].weights = _averaging_weights
+    out["zero"].weights = lambda x, y: np.zeros(x.shape)
+    x_t, y_t = tuning_prompts(task_config, tuning_seed)
+    for steps in GD_STEPS:
+        eta = gradient_descent.tune_step_sizes(x_t, y_t, steps)
+        out[f"gd_{steps}"] = Baseline(
+            lambda x, y, eta=eta, steps=steps: np.asarray(gradient_descent.gradient_descent(x, y, eta, steps)),
+            lambda x, y, eta=eta, steps=steps: np.asarray(gradient_descent.gradient_descent_weights(x, y, eta, steps)),
+            {"step_size_per_k": eta.tolist(), "steps": steps})
+    if task_config.name == "sparse_linear":
+        G = len(LASSO_ALPHAS)  # every penalty in one call: copies of the tuning prompts
+        alpha_grid = np.repeat(LASSO_ALPHAS, len(x_t))[:, None] * np.ones(x_t.shape[1])
+        fit = lasso.lasso(np.tile(x_t, (G, 1, 1)), np.tile(y_t, (G, 1)), alpha_grid)
+        mse = ((fit.yhat_BxK - np.tile(y_t, (G, 1))) ** 2).reshape(G, len(x_t), -1).mean(1)
+        alpha = LASSO_ALPHAS[np.argmin(mse, axis=0)]
+        learner = Baseline(None, None, {"alpha_per_k": alpha.tolist(), "alpha_grid": LASSO_ALPHAS.tolist()})
+
+        def fit(x, y, learner=learner, alpha=alpha):
+            result = lasso.lasso(x, y, alpha)
+            learner.info["converged_fraction_per_k"] = result.converged_BxK.mean(0).tolist()
+            return result
+
+        learner.predict = lambda x, y: fit(x, y).yhat_BxK
+        learner.weights = lambda x, y: fit(x, y).w_BxKxD
+        out["lasso"] = learner
+    return out

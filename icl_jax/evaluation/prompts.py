@@ -15,3 +15,14 @@ def eval_prompts(config: ml_collections.ConfigDict, num_prompts: int) -> tasks.P
     sample = jax.jit(lambda key: task.sample(key, num_prompts))
     prompts = sample(rng.derive(config.eval.seed, rng.EVAL_DATA))
     return tasks.Prompts(*(np.asarray(a) for a in prompts))
+
+
+def exact_labels(task_config: ml_collections.ConfigDict, x_NxKxD: np.ndarray, y_NxK: np.ndarray,
+                 w_NxD: np.ndarray) -> np.ndarray:
+    """float64 labels for scoring and for the baselines. Noiseless classes: x·w recomputed in
+    float64, because the sampled float32 labels carry ~1e-7 relative rounding and an exact
+    noiseless posterior decides consistency far below that (baselines/precision.py). Noisy
+    classes: the sampled labels (the noise is far above the rounding)."""
+    if task_config.noise_std:
+        return np.asarray(y_NxK, np.float64)
+    return np.einsum("nkd,nd->nk", np.asarray(x_NxKxD, np.float64), np.asarray(w_NxD, np.float64))

@@ -1,13 +1,13 @@
 """evaluate(workdir): score a saved checkpoint and every baseline on the same seeded prompts.
 
-Writes WORKDIR/eval/step_<N>.json (curves), step_<N>.png (figure) and step_<N>_errors.npz
-(per-prompt squared errors, for paired comparisons later).
+Writes WORKDIR/eval/step_<N>.json (curves, and the family scorer's extras: for the linear
+family the exact posterior's component weights, prediction differences, the weight probe),
+step_<N>.png (figure) and step_<N>_errors.npz (per-prompt errors, for paired comparisons).
 """
 
 from __future__ import annotations
 
 import pathlib
-import time
 
 import jax
 import numpy as np
@@ -16,7 +16,7 @@ from icl_jax import config as config_lib
 from icl_jax import files, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import UserError
-from icl_jax.evaluation import plot, predictors, prompts, statistics
+from icl_jax.evaluation import linear_scoring, plot, predictors, prompts, scorers, statistics
 from icl_jax.training import optimizer, step as step_lib
 
 
@@ -35,7 +35,7 @@ def restore_params(config, workdir, step: int | None):
 
 
 def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: int | None = None,
-             verbose: bool = True) -> dict:
+             verbose: bool = True, probe_prompts: int = linear_scoring.PROBE_PROMPTS) -> dict:
     workdir = pathlib.Path(workdir)
     config = config_lib.validate(files.load_run_config(workdir))
     num_prompts = config.eval.num_prompts if num_prompts is None else num_prompts
@@ -43,25 +43,19 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
         raise UserError(f"--num_prompts must be at least 2 (for the bootstrap), got {num_prompts}")
     step, graphdef, params = restore_params(config, workdir, step)
     task = tasks.get_task(config.task)
-    x_NxKxD, y_NxK, _ = prompts.eval_prompts(config, num_prompts)
+    x_NxKxD, y_NxK, w_NxD = prompts.eval_prompts(config, num_prompts)
 
-    scored = {"model": predictors.model_predictor(graphdef, params, config.eval.batch_size)}
-    scored.update(predictors.linear_baselines(config.task))
-    errors, seconds = {}, {}
-    for name, predict in scored.items():
-        start = time.time()
-        errors[name] = statistics.squared_errors(predict(x_NxKxD, y_NxK), y_NxK) / task.normalizer
-        seconds[name] = time.time() - start
-        if not np.all(np.isfinite(errors[name])):
-            raise RuntimeError(f"{name} produced non-finite predictions on the evaluation prompts")
-
+    model = predictors.model_predictor(graphdef, params, config.eval.batch_size)
     counts_RxN = statistics.resample_counts(num_prompts, config.eval.bootstrap_samples, config.eval.seed)
+    scores = scorers.for_family(task.family)(config, task, model, x_NxKxD, y_NxK, w_NxD, counts_RxN, probe_prompts)
+    errors = scores.errors
     result = {
         "task": task.name, "n_dims": task.n_dims, "step": step, "num_prompts": num_prompts,
         "normalizer": task.normalizer, "k": list(range(task.n_points)),
         "curves": {name: statistics.curve(e, counts_RxN) for name, e in errors.items()},
         "raw_curves": {name: (e.mean(axis=0) * task.normalizer).tolist() for name, e in errors.items()},
-        "seconds": seconds, "task_config": config.task.to_dict(), "eval_seed": config.eval.seed,
+        "seconds": scores.seconds, "task_config": config.task.to_dict(), "eval_seed": config.eval.seed,
+        **scores.report,
     }
     if jax.process_index() != 0:  # in a multi-process job every process scores, one writes
         return result
@@ -79,8 +73,8 @@ def format_table(result: dict, max_rows: int = 12) -> str:
     k = result["k"]
     rows = sorted(set(np.linspace(0, len(k) - 1, min(max_rows, len(k))).round().astype(int).tolist()))
     names = list(result["curves"])
-    lines = [f"normalized loss, {result['task']} d={result['n_dims']}, step {result['step']}, "
-             f"{result['num_prompts']} prompts (zero predictor = 1)",
+    lines = [f"{result.get('metric', 'loss')}, {result['task']} d={result['n_dims']}, step {result['step']}, "
+             f"{result['num_prompts']} prompts",
              "   k  " + "".join(f"{n[:13]:>14}" for n in names)]
     for i in rows:
         lines.append(f"{k[i]:>4}  " + "".join(f"{result['curves'][n]['mean'][i]:>14.4f}" for n in names))

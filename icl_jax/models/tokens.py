@@ -9,13 +9,23 @@ import jax
 import jax.numpy as jnp
 
 
-def interleave(x_BxKxD: jax.Array, y_BxK: jax.Array, type_channel: bool = False) -> jax.Array:
-    """Returns tokens_BxTxW with x at even positions and the padded y at odd ones; W = D, or
-    D + 1 with an explicit type channel (0 on x tokens, 1 on y tokens)."""
-    if type_channel:
-        x_BxKxD = jnp.pad(x_BxKxD, ((0, 0), (0, 0), (0, 1)))
-    b, k, w = x_BxKxD.shape
-    y_BxKxW = jnp.zeros_like(x_BxKxD).at[:, :, 0].set(y_BxK)
+def width(n_dims: int, label_classes: int = 0, type_channel: bool = False) -> int:
+    """W: wide enough for x and for a one-hot label, plus the type channel."""
+    return max(n_dims, label_classes) + int(type_channel)
+
+
+def interleave(x_BxKxD: jax.Array, y_BxK: jax.Array, type_channel: bool = False,
+               label_classes: int = 0) -> jax.Array:
+    """Returns tokens_BxTxW with x at even positions and the padded y at odd ones (W = width()):
+    ỹ = [y, 0, ...], or with label_classes = C > 0, [one_hot(y, C), 0, ...]; with a type
+    channel the last coordinate is 0 on x tokens and 1 on y tokens."""
+    w = width(x_BxKxD.shape[-1], label_classes, type_channel)
+    x_BxKxD = jnp.pad(x_BxKxD, ((0, 0), (0, 0), (0, w - x_BxKxD.shape[-1])))
+    b, k, _ = x_BxKxD.shape
+    if label_classes:
+        y_BxKxW = jax.nn.one_hot(y_BxK.astype(jnp.int32), w, dtype=x_BxKxD.dtype)
+    else:
+        y_BxKxW = jnp.zeros_like(x_BxKxD).at[:, :, 0].set(y_BxK)
     if type_channel:
         y_BxKxW = y_BxKxW.at[:, :, -1].set(1.0)
     return jnp.stack([x_BxKxD, y_BxKxW], axis=2).reshape(b, 2 * k, w)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from icl_jax import tasks
 from icl_jax.models import tokens
 
 _INIT = nnx.initializers.normal(0.02)
@@ -59,10 +60,13 @@ class Transformer(nnx.Module):
 
     def __init__(self, n_dims: int, n_positions: int, n_embd: int, n_layer: int, n_head: int,
                  type_channel: bool = False, compute_dtype: str = "float32", remat: bool = False,
-                 scan_layers: bool = False, attention_impl: str | None = None, *, rngs: nnx.Rngs):
+                 scan_layers: bool = False, attention_impl: str | None = None, label_classes: int = 0,
+                 *, rngs: nnx.Rngs):
         self.max_tokens = 2 * n_positions
         self.type_channel, self.remat, self.scan_layers = type_channel, remat, scan_layers
-        self.read_in = nnx.Linear(n_dims + int(type_channel), n_embd, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
+        self.label_classes = label_classes
+        width = tokens.width(n_dims, label_classes, type_channel)
+        self.read_in = nnx.Linear(width, n_embd, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
         self.wpe = nnx.Param(_INIT(rngs.params(), (self.max_tokens, n_embd)))
         block_args = (n_embd, n_head, n_layer, jnp.dtype(compute_dtype), attention_impl)
         if scan_layers:
@@ -75,11 +79,12 @@ class Transformer(nnx.Module):
         else:
             self.blocks = nnx.List([Block(*block_args, rngs=rngs) for _ in range(n_layer)])
         self.ln_f = nnx.LayerNorm(n_embd, epsilon=1e-5, rngs=rngs)
-        self.read_out = nnx.Linear(n_embd, 1, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
+        self.read_out = nnx.Linear(n_embd, max(label_classes, 1), kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
 
     def __call__(self, x_BxKxD: jax.Array, y_BxK: jax.Array) -> jax.Array:
-        """Returns yhat_BxK: prediction k sees (x_j, y_j) for j < k, and x_k."""
-        z_BxTxW = tokens.interleave(x_BxKxD, y_BxK, self.type_channel)
+        """Returns yhat_BxK (logits_BxKxC with label classes): output k sees (x_j, y_j) for
+        j < k, and x_k."""
+        z_BxTxW = tokens.interleave(x_BxKxD, y_BxK, self.type_channel, self.label_classes)
         t = z_BxTxW.shape[1]
         if t > self.max_tokens:
             raise ValueError(f"{t // 2} points exceed the model's {self.max_tokens // 2} positions")
@@ -96,14 +101,16 @@ class Transformer(nnx.Module):
         else:
             for block in self.blocks:
                 h = apply(block, h)
-        return tokens.predictions_at_x(self.read_out(self.ln_f(h))[..., 0])
+        out_BxTxC = self.read_out(self.ln_f(h))
+        return tokens.predictions_at_x(out_BxTxC if self.label_classes else out_BxTxC[..., 0])
 
 
 def build(config: ml_collections.ConfigDict, key: jax.Array | int = 0) -> Transformer:
     m = config.model
     return Transformer(config.task.n_dims, m.n_positions, m.n_embd, m.n_layer, m.n_head, m.type_channel,
                        m.compute_dtype, m.remat, m.scan_layers,
-                       None if m.attention_impl == "auto" else m.attention_impl, rngs=nnx.Rngs(params=key))
+                       None if m.attention_impl == "auto" else m.attention_impl,
+                       tasks.label_classes(config.task), rngs=nnx.Rngs(params=key))
 
 
 def param_count(params) -> int:

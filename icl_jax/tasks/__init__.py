@@ -1,50 +1,44 @@
-"""Task registry: a task config (config.task) to a sampler with its normalizer."""
+"""Task registry: a task config (config.task) to a sampler (tasks/base.py's Task).
+
+Each family module lists its NAMES and gives check_config(t), label_classes(t) and make(t);
+adding a family is one line in _FAMILIES.
+"""
 
 from __future__ import annotations
 
 import ml_collections
-import numpy as np
 
 from icl_jax.errors import UserError
 from icl_jax.tasks import linear
-from icl_jax.tasks.linear import LinearTask, Prompts
+from icl_jax.tasks.base import LOSSES, Prompts, Task
+from icl_jax.tasks.linear import LinearTask
 
-TASK_NAMES = ("linear", "sparse_linear", "sign_vector", "task_pool", "gaussian_mixture")
+_FAMILIES = (linear,)
+_BY_NAME = {name: family for family in _FAMILIES for name in family.NAMES}
+TASK_NAMES = tuple(_BY_NAME)
+
+
+def _family(t: ml_collections.ConfigDict):
+    if t.name not in _BY_NAME:
+        raise UserError(f"unknown task.name {t.name!r}; known tasks: {', '.join(TASK_NAMES)}")
+    return _BY_NAME[t.name]
 
 
 def check_task_config(t: ml_collections.ConfigDict) -> None:
-    if t.name not in TASK_NAMES:
-        raise UserError(f"unknown task.name {t.name!r}; known tasks: {', '.join(TASK_NAMES)}")
-    if t.noise_std < 0:
-        raise UserError(f"task.noise_std must be >= 0, got {t.noise_std}")
-    if t.name == "sparse_linear" and not 1 <= t.sparsity <= t.n_dims:
-        raise UserError(f"task.sparsity={t.sparsity} must lie in [1, task.n_dims={t.n_dims}]")
-    if t.name == "task_pool" and not 1 <= t.pool_size < 2**31:
-        raise UserError(f"task.pool_size must lie in [1, 2^31), got {t.pool_size}")
-    if t.name == "gaussian_mixture" and not 1 <= t.mixture_components <= 2 * t.n_dims:
-        raise UserError(
-            f"task.mixture_components={t.mixture_components} must lie in [1, 2·task.n_dims]"
-        )
+    _family(t).check_config(t)
 
 
-def get_task(t: ml_collections.ConfigDict) -> LinearTask:
-    check_task_config(t)
-    d = t.n_dims
-    if t.name == "linear":
-        prior, moment = linear.gaussian_prior, float(d)
-    elif t.name == "sparse_linear":
-        prior, moment = linear.sparse_prior(t.sparsity), float(t.sparsity)
-    elif t.name == "sign_vector":
-        prior, moment = linear.sign_prior, float(d)
-    elif t.name == "task_pool":
-        prior = linear.pool_prior(t.pool_size, t.pool_seed)
-        pool = linear.pool_weights(t.pool_size, t.pool_seed, d).astype(np.float64)
-        moment = float(np.mean(np.sum(pool**2, axis=1)))  # exact for this pool, not the prior's d
-    else:  # gaussian_mixture
-        prior = linear.mixture_prior(t.mixture_components, t.mixture_scale, d)
-        centers = linear.mixture_centers(t.mixture_components, t.mixture_scale, d)
-        moment = float(d + np.mean(np.sum(centers.astype(np.float64) ** 2, axis=1)))
-    return LinearTask(t.name, d, t.n_points, float(t.noise_std), prior, moment)
+def label_classes(t: ml_collections.ConfigDict) -> int:
+    """How many one-hot label channels the y tokens carry (0: the label itself), known from
+    the config alone so that the model can be built without building the task."""
+    return _family(t).label_classes(t)
 
 
-__all__ = ["TASK_NAMES", "LinearTask", "Prompts", "check_task_config", "get_task"]
+def get_task(t: ml_collections.ConfigDict) -> Task:
+    family = _family(t)
+    family.check_config(t)
+    return family.make(t)
+
+
+__all__ = ["LOSSES", "TASK_NAMES", "LinearTask", "Prompts", "Task", "check_task_config", "get_task",
+           "label_classes"]

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from icl_jax import rng
+from icl_jax.tasks.base import Prompts
 
 # Sub-streams of one prompt key.
 _X, _W, _NOISE, _CHOICE = 0, 1, 2, 3
-
-
-class Prompts(NamedTuple):
-    x_BxKxD: jax.Array
-    y_BxK: jax.Array
-    w_BxD: jax.Array  # the task parameters that generated y (for probes and oracles)
 
 
 # A weight prior: (key, batch, active_mask_D) -> w_BxD.
@@ -40,6 +35,9 @@ class LinearTask:
     noise_std: float
     weight_prior: WeightPrior
     weight_second_moment: float  # E|w|² over the prior, all D coordinates active
+    family = "linear"
+    loss = "squared"
+    label_classes = 0
 
     @property
     def normalizer(self) -> float:
@@ -119,3 +117,45 @@ def mixture_prior(n_components: int, scale: float, n_dims: int) -> WeightPrior:
         return centers_CxD[component_B] + jax.random.normal(key, (batch_size, n_dims))
 
     return prior
+
+
+# ---- the family's registry entry (tasks/__init__.py) ----
+NAMES = ("linear", "sparse_linear", "sign_vector", "task_pool", "gaussian_mixture")
+
+
+def check_config(t) -> None:
+    from icl_jax.errors import UserError
+
+    if t.noise_std < 0:
+        raise UserError(f"task.noise_std must be >= 0, got {t.noise_std}")
+    if t.name == "sparse_linear" and not 1 <= t.sparsity <= t.n_dims:
+        raise UserError(f"task.sparsity={t.sparsity} must lie in [1, task.n_dims={t.n_dims}]")
+    if t.name == "task_pool" and not 1 <= t.pool_size < 2**31:
+        raise UserError(f"task.pool_size must lie in [1, 2^31), got {t.pool_size}")
+    if t.name == "gaussian_mixture" and not 1 <= t.mixture_components <= 2 * t.n_dims:
+        raise UserError(
+            f"task.mixture_components={t.mixture_components} must lie in [1, 2·task.n_dims]"
+        )
+
+
+def label_classes(t) -> int:
+    return 0
+
+
+def make(t) -> LinearTask:
+    d = t.n_dims
+    if t.name == "linear":
+        prior, moment = gaussian_prior, float(d)
+    elif t.name == "sparse_linear":
+        prior, moment = sparse_prior(t.sparsity), float(t.sparsity)
+    elif t.name == "sign_vector":
+        prior, moment = sign_prior, float(d)
+    elif t.name == "task_pool":
+        prior = pool_prior(t.pool_size, t.pool_seed)
+        pool = pool_weights(t.pool_size, t.pool_seed, d).astype(np.float64)
+        moment = float(np.mean(np.sum(pool**2, axis=1)))  # exact for this pool, not the prior's d
+    else:  # gaussian_mixture
+        prior = mixture_prior(t.mixture_components, t.mixture_scale, d)
+        centers = mixture_centers(t.mixture_components, t.mixture_scale, d)
+        moment = float(d + np.mean(np.sum(centers.astype(np.float64) ** 2, axis=1)))
+    return LinearTask(t.name, d, t.n_points, float(t.noise_std), prior, moment)

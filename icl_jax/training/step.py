@@ -18,7 +18,8 @@ from flax import nnx
 
 from icl_jax import curriculum, parallel, rng
 from icl_jax.models import transformer
-from icl_jax.tasks import LinearTask, Prompts
+from icl_jax.training import losses
+from icl_jax.tasks import Prompts, Task
 
 TrainState = dict[str, Any]  # {"step", "params", "opt_state", "nonfinite_step"}
 
@@ -27,12 +28,6 @@ class StateSpec(NamedTuple):
     graphdef: nnx.GraphDef
     init: Callable[[], TrainState]  # jitted, returns the state already placed on the mesh
     abstract: TrainState  # ShapeDtypeStructs with the target shardings (what restores use)
-
-
-def masked_mse(yhat_BxK: jax.Array, y_BxK: jax.Array, mask_K: jax.Array) -> jax.Array:
-    """Mean squared error over the prompts and the positions the curriculum keeps."""
-    sq = jnp.square(yhat_BxK - y_BxK) * mask_K
-    return jnp.sum(sq) / (jnp.sum(mask_K) * y_BxK.shape[0])
 
 
 def state_spec(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
@@ -51,19 +46,21 @@ def state_spec(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
     return StateSpec(graphdef, jax.jit(init, out_shardings=shardings), parallel.with_shardings(abstract, shardings))
 
 
-def sample_batch(config: ml_collections.ConfigDict, task: LinearTask, step, batch_sharding) -> Prompts:
+def sample_batch(config: ml_collections.ConfigDict, task: Task, step, batch_sharding) -> Prompts:
     """The prompts of training step `step`, split over the mesh's data axis."""
     key = rng.derive(config.seed, rng.TRAIN_DATA, step)
     prompts = task.sample(key, config.train.batch_size, curriculum.active_dims(config, step))
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), prompts)
 
 
-def make_update(config: ml_collections.ConfigDict, spec: StateSpec, tx: optax.GradientTransformation):
-    """update(state, prompts, mask_K) -> (state, metrics): one optimizer step on a given batch."""
+def make_update(config: ml_collections.ConfigDict, spec: StateSpec, tx: optax.GradientTransformation,
+                loss: str = "squared"):
+    """update(state, prompts, mask_K) -> (state, metrics): one optimizer step on a given batch,
+    `loss` one of tasks.LOSSES."""
 
     def loss_fn(params, x_BxKxD, y_BxK, mask_K):
-        yhat_BxK = nnx.merge(spec.graphdef, params)(x_BxKxD, y_BxK)
-        return masked_mse(yhat_BxK, y_BxK, mask_K)
+        out = nnx.merge(spec.graphdef, params)(x_BxKxD, y_BxK)
+        return losses.masked_loss(loss, out, y_BxK, mask_K)
 
     def update(state: TrainState, prompts: Prompts, mask_K: jax.Array) -> tuple[TrainState, dict]:
         step = state["step"]
@@ -77,12 +74,12 @@ def make_update(config: ml_collections.ConfigDict, spec: StateSpec, tx: optax.Gr
     return update
 
 
-def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, task: LinearTask,
+def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, task: Task,
                     tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
                     ) -> Callable[[TrainState], tuple[TrainState, dict]]:
     parallel.check_batch_divides(config.train.batch_size, mesh)
     batch_sharding, n_points = parallel.batch_sharding(mesh), task.n_points
-    update = make_update(config, spec, tx)
+    update = make_update(config, spec, tx, task.loss)
 
     def train_step(state: TrainState) -> tuple[TrainState, dict]:
         step = state["step"]
