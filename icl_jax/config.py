@@ -34,8 +34,37 @@ def default_config() -> ml_collections.ConfigDict:
     c.task.pool_seed = 1  # task_pool: the pool is a function of this seed alone
     c.task.mixture_components = 2  # gaussian_mixture: C components, equal weights
     c.task.mixture_scale = 3.0  # gaussian_mixture: component c centred at ±scale·e_{c//2}
+    # Inputs of the linear family (tasks/linear.py): "gaussian" x ~ N(0, I) or "uniform"
+    # x ~ U(−½, ½)^d, the setting of the gradient-descent construction (configs/linear_attention.py).
+    c.task.x_distribution = "gaussian"
+    # Boolean classes (tasks/boolean.py): x ∈ {±1}^n_dims, labels ±1, logistic loss.
+    c.task.literal_prob = 0.3  # conjunction-like, threshold: P(variable is a literal); majority: P(in subset)
+    c.task.minority_prob = 0.3  # conjunction-like: P(an example is rewritten into the minority class)
+    c.task.clause_literal_prob = 0.2  # cnf/dnf: literal probability per clause (term) and variable
+    c.task.clauses = 3  # cnf/dnf: clauses (terms)
+    c.task.sparse_disjunction_size = 4  # sparse_disjunction: positive literals
+    c.task.parity_size = 2  # sparse_parity: k relevant bits among n_dims
+    c.task.integer_bound = 3  # int_halfspace: weights in [-b, b]; threshold: offset in {-b..b-1} + 1/2
+    c.task.nn_labelled_points = 10  # nearest_neighbour: leading points with coin-flip labels
+    # Fourier series and nonlinear regression (tasks/fourier.py, tasks/nonlinear.py). For
+    # fourier*, n_dims must be 1 and the dims curriculum grows the active frequencies.
+    c.task.fourier_max_frequency = 10  # fourier: N; fourier_mixture: N_max (N ~ U{1..N_max})
+    c.task.fourier_half_period = 5.0  # fourier*: L, x ~ U[-L, L], one period 2L
+    c.task.relu_hidden = 100  # relu_net: hidden units h of the target network
+    c.task.tree_depth = 4  # decision_tree: depth of the full binary tree
+    # Image tasks (tasks/images.py): examples of a real data set, a random projection to
+    # n_dims and a label permutation per prompt; cross-entropy over num_classes.
+    c.task.dataset = "digits"  # a tfds name (mnist, fashion_mnist, kmnist, cifar10, svhn_cropped) or digits (scikit-learn, offline)
+    c.task.data_dir = ""  # tfds data_dir of prepared data sets; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    c.task.image_size = 8  # images are resized to image_size × image_size before flattening
+    c.task.num_classes = 10  # label classes (one-hot label channels of the model)
+    c.task.num_tasks = 0  # distinct (projection, permutation) tasks, keyed by task.pool_seed; 0 = a fresh one per prompt
+    c.task.eval_datasets = ""  # comma-separated data sets not seen in training, scored by evaluate on their test split
+    c.task.prefetch = 4  # training batches gathered ahead of the device
+    c.task.data_in_memory = False  # tfds sets: decode each split into memory once (the listed sets: 47-225 MB)
 
     c.model = ml_collections.ConfigDict()
+    c.model.kind = "transformer"  # or linear_attention (models/linear_attention.py: n_layer, n_head; no MLP)
     c.model.n_layer, c.model.n_head, c.model.n_embd = MODEL_PRESETS["standard"]
     c.model.n_positions = 101  # most in-context points the model accepts (2 tokens each)
     c.model.type_channel = False  # an extra input channel marking y tokens (models/tokens.py)
@@ -49,6 +78,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.train.batch_size = 64
     c.train.learning_rate = 1e-4
     c.train.warmup_steps = 0
+    c.train.loss_positions = "all"  # or "last": only the last active position is scored (one query per prompt)
     c.train.schedule = "constant"  # constant | cosine (decays to 0 at train.steps)
     c.train.grad_clip = 0.0  # global-norm clip; 0 disables
     c.train.log_every = 100
@@ -138,6 +168,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             f"task.n_points={t.n_points} is longer than the model accepts "
             f"(model.n_positions={m.n_positions})"
         )
+    if m.kind not in ("transformer", "linear_attention"):
+        raise UserError(f"model.kind must be 'transformer' or 'linear_attention', got {m.kind!r}")
+    if m.kind == "linear_attention" and tasks.label_classes(t):
+        raise UserError("model.kind='linear_attention' reads out one real number: it cannot take a task with label classes")
+    if tr.loss_positions not in ("all", "last"):
+        raise UserError(f"train.loss_positions must be 'all' or 'last', got {tr.loss_positions!r}")
     if m.compute_dtype not in ("float32", "bfloat16"):
         raise UserError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
     if m.attention_impl not in ("auto", "xla", "cudnn"):
@@ -151,8 +187,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if cu.interval < 0:
         raise UserError(f"curriculum.interval must be >= 0, got {cu.interval}")
     if cu.interval:
-        if not 1 <= cu.dims_start <= t.n_dims:
-            raise UserError(f"curriculum.dims_start={cu.dims_start} must lie in [1, task.n_dims={t.n_dims}]")
+        grown = tasks.curriculum_key(t)  # n_dims, or what the family grows instead
+        if not 1 <= cu.dims_start <= t[grown]:
+            raise UserError(f"curriculum.dims_start={cu.dims_start} must lie in [1, task.{grown}={t[grown]}]")
         if not 1 <= cu.points_start <= t.n_points:
             raise UserError(
                 f"curriculum.points_start={cu.points_start} must lie in [1, task.n_points={t.n_points}]"

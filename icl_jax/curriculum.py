@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import ml_collections
 
+from icl_jax import tasks
+
 
 def _grown(start: int, increment: int, full: int, interval: int, step):
     if not interval:
@@ -21,8 +23,11 @@ def _grown(start: int, increment: int, full: int, interval: int, step):
 
 
 def active_dims(config: ml_collections.ConfigDict, step):
+    """The active input dimension, or what the family grows instead (tasks.curriculum_key:
+    the active frequencies of a Fourier series)."""
     cu = config.curriculum
-    return _grown(cu.dims_start, cu.dims_increment, config.task.n_dims, cu.interval, step)
+    full = config.task[tasks.curriculum_key(config.task)]
+    return _grown(cu.dims_start, cu.dims_increment, full, cu.interval, step)
 
 
 def active_points(config: ml_collections.ConfigDict, step):

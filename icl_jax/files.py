@@ -72,7 +72,7 @@ def record_run_config(workdir: str | pathlib.Path, config: ml_collections.Config
     path = pathlib.Path(workdir) / "config.json"
     new = config.to_dict()
     if path.exists():
-        old = json.loads(path.read_text())
+        old = with_schema_defaults(json.loads(path.read_text()))
         flat_old, flat_new = _flat(old), _flat(new)
         resumable = RESUMABLE_CHANGES + (("train.steps",) if config.train.schedule == "constant" else ())
         changed = sorted(k for k in set(flat_old) | set(flat_new)
@@ -90,4 +90,21 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     path = pathlib.Path(workdir) / "config.json"
     if not path.exists():
         raise UserError(f"{path} not found: is {workdir} the --workdir of a training run?")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return ml_collections.ConfigDict(with_schema_defaults(json.loads(path.read_text())))
+
+
+def with_schema_defaults(saved: dict) -> dict:
+    """A config saved before keys were added to the schema, completed with their defaults.
+    A new key's default keeps the behaviour runs had before it existed, so old runs still
+    evaluate and resume; keys the schema no longer has stay, for validate to name."""
+    from icl_jax import config as config_lib  # config imports the task registry
+
+    def merge(base: dict, over: dict) -> dict:
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    return merge(config_lib.default_config().to_dict(), saved)

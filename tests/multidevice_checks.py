@@ -17,7 +17,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from icl_jax import parallel, tasks  # noqa: E402
 from icl_jax.errors import UserError  # noqa: E402
-from icl_jax.training import loop, optimizer, step as step_lib  # noqa: E402
+from icl_jax.training import loop, step as step_lib  # noqa: E402
 from tests.conftest import small_config  # noqa: E402
 
 ONE, EIGHT = parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()

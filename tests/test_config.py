@@ -79,3 +79,22 @@ def test_wrong_type_and_inconsistent_values():
     c = small_config()
     c.curriculum.interval, c.curriculum.dims_start = 10, 50
     _expect(c, "curriculum.dims_start")
+
+
+def test_a_run_saved_before_new_keys_existed_still_loads(tmp_path):
+    """config.json of an older version lacks keys added since: loading fills their defaults,
+    and a saved key the schema no longer knows is named by validate."""
+    import json
+
+    from icl_jax import files
+
+    saved = config_lib.default_config().to_dict()
+    del saved["model"]["type_channel"], saved["eval"]["bootstrap_samples"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = config_lib.validate(files.load_run_config(tmp_path))
+    assert loaded.model.type_channel is False and loaded.eval.bootstrap_samples == 1000
+    files.record_run_config(tmp_path, loaded)  # resuming that run is not "a different config"
+    saved["model"]["retired_key"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="model.retired_key"):
+        config_lib.validate(files.load_run_config(tmp_path))

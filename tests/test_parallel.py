@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from icl_jax import files, parallel
+from icl_jax import files
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.evaluation import run
 from icl_jax.training import loop

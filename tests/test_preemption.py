@@ -1,6 +1,5 @@
 """The real preemption path: SIGTERM to a training process, then the same command again."""
 
-import os
 import pathlib
 import signal
 import subprocess

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from icl_jax import files, parallel, tasks
+from icl_jax import parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import NonFiniteLoss, UserError
 from icl_jax.training import loop, optimizer, step as step_lib

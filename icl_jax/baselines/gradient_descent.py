@@ -56,11 +56,16 @@ def gradient_descent(x_BxKxD, y_BxK, step_size_K, n_steps: int) -> Array:
     return jnp.einsum("bkd,bkd->bk", jnp.asarray(x_BxKxD, jnp.float32), w)
 
 
-def tune_step_sizes(x_BxKxD, y_BxK, n_steps: int, grid=None) -> np.ndarray:
+def tune_step_sizes(x_BxKxD, y_BxK, n_steps: int, grid=None, grid_size: int = 45) -> np.ndarray:
     """step_size_K: for each k, the grid value with the smallest mean squared error of GD's
     prediction of y_k on these prompts (draw them from the prior, not from the evaluation
-    set). k = 0 has no examples: 0."""
-    grid = np.geomspace(1e-3, 2.0, 45) if grid is None else np.asarray(grid)
+    set). k = 0 has no examples: 0. The default grid is log-spaced over [1e-3, 2] / E[x_j²]:
+    the best step scales with the inputs' inverse second moment (1 for N(0, I), 12 for
+    U(−½, ½)^d)."""
+    if grid is None:
+        second_moment = float(np.mean(np.square(np.asarray(x_BxKxD, np.float64))))
+        grid = np.geomspace(1e-3, 2.0, grid_size) / (second_moment if second_moment > 0 else 1.0)
+    grid = np.asarray(grid)
     mse_GxK = np.asarray(_grid_mse(jnp.asarray(x_BxKxD, jnp.float32), jnp.asarray(y_BxK, jnp.float32),
                                    jnp.asarray(grid, jnp.float32), n_steps))
     mse_GxK = np.where(np.isfinite(mse_GxK), mse_GxK, np.inf)  # diverged: never chosen

@@ -62,11 +62,7 @@ def score(config: ml_collections.ConfigDict, task: LinearTask, model: predictors
         predictions[name] = learner.predict(x_NxKxD, y_exact)
         seconds[name] = time.time() - start
 
-    errors = {}
-    for name, yhat in predictions.items():
-        errors[name] = statistics.squared_errors(yhat, y_exact) / task.normalizer
-        if not np.all(np.isfinite(errors[name])):
-            raise RuntimeError(f"{name} produced non-finite predictions on the evaluation prompts")
+    errors = statistics.normalized_squared_errors(predictions, y_exact, task.normalizer)
 
     start = time.time()
     probe = _weight_probe(config, task, model, x_NxKxD[:probe_prompts], y_NxK[:probe_prompts],

@@ -12,6 +12,8 @@ from icl_jax import rng, tasks
 
 def eval_prompts(config: ml_collections.ConfigDict, num_prompts: int) -> tasks.Prompts:
     task = tasks.get_task(config.task)
+    if getattr(task, "host_fed", False):  # examples of a data set's held-out split (tasks/images.py)
+        return task.eval_prompts(config.eval.seed, num_prompts)
     sample = jax.jit(lambda key: task.sample(key, num_prompts))
     prompts = sample(rng.derive(config.eval.seed, rng.EVAL_DATA))
     return tasks.Prompts(*(np.asarray(a) for a in prompts))

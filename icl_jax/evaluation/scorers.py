@@ -22,6 +22,10 @@ class Scores(NamedTuple):
 # family -> module holding `score` (imported on use: a family's baselines load only when needed)
 _SCORER_MODULES = {
     "linear": "icl_jax.evaluation.linear_scoring",
+    "fourier": "icl_jax.evaluation.regression_scoring",
+    "nonlinear": "icl_jax.evaluation.regression_scoring",
+    "images": "icl_jax.evaluation.images_scoring",
+    "boolean": "icl_jax.evaluation.boolean_scoring",
 }
 
 

@@ -14,6 +14,18 @@ def squared_errors(yhat_NxK: np.ndarray, y_NxK: np.ndarray) -> np.ndarray:
     return np.square(np.asarray(yhat_NxK, np.float64) - np.asarray(y_NxK, np.float64))
 
 
+def normalized_squared_errors(predictions: dict[str, np.ndarray], y_NxK: np.ndarray,
+                              normalizer: float) -> dict[str, np.ndarray]:
+    """name -> squared errors / normalizer, N×K; a non-finite prediction is an error to report,
+    never a number to average."""
+    errors = {}
+    for name, yhat in predictions.items():
+        errors[name] = squared_errors(yhat, y_NxK) / normalizer
+        if not np.all(np.isfinite(errors[name])):
+            raise RuntimeError(f"{name} produced non-finite predictions on the evaluation prompts")
+    return errors
+
+
 def resample_counts(num_prompts: int, num_resamples: int, seed: int) -> np.ndarray:
     """counts_RxN: how often each prompt appears in each resample. The same counts serve every
     predictor, so intervals of different predictors come from the same resamples (paired)."""

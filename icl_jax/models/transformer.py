@@ -18,6 +18,7 @@ from flax import nnx
 
 from icl_jax import tasks
 from icl_jax.models import tokens
+from icl_jax.models.trace import Trace
 
 _INIT = nnx.initializers.normal(0.02)
 # The read-in and read-out sit outside GPT-2 in the field's model and keep PyTorch's default
@@ -39,9 +40,22 @@ class Block(nnx.Module):
         self.mlp_in = nnx.Linear(n_embd, 4 * n_embd, kernel_init=_INIT, **linear)
         self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, **linear)
 
+    def _qkv(self, h_BxTxE: jax.Array) -> jax.Array:
+        b, t, e = h_BxTxE.shape
+        return self.qkv(self.ln_1(h_BxTxE)).reshape(b, t, 3, self.n_head, e // self.n_head)
+
+    def attention_weights(self, h_BxTxE: jax.Array) -> jax.Array:
+        """weights_BxHxTxT: the causal softmax attention of this block's heads, explicitly (the
+        fused call in __call__ never forms it); for the analyses, not for training."""
+        qkv = self._qkv(h_BxTxE).astype(jnp.float32)
+        logits = jnp.einsum("bqhf,bkhf->bhqk", qkv[:, :, 0], qkv[:, :, 1]) / math.sqrt(qkv.shape[-1])
+        t = h_BxTxE.shape[1]
+        causal_TxT = jnp.tril(jnp.ones((t, t), bool))
+        return jax.nn.softmax(jnp.where(causal_TxT, logits, -jnp.inf), axis=-1)
+
     def __call__(self, h_BxTxE: jax.Array) -> jax.Array:
         b, t, e = h_BxTxE.shape
-        qkv = self.qkv(self.ln_1(h_BxTxE)).reshape(b, t, 3, self.n_head, e // self.n_head)
+        qkv = self._qkv(h_BxTxE)
         q_BxTxHxF, k_BxTxHxF, v_BxTxHxF = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         attended = jax.nn.dot_product_attention(q_BxTxHxF, k_BxTxHxF, v_BxTxHxF, is_causal=True,
                                                 implementation=self.attention_impl)
@@ -81,14 +95,39 @@ class Transformer(nnx.Module):
         self.ln_f = nnx.LayerNorm(n_embd, epsilon=1e-5, rngs=rngs)
         self.read_out = nnx.Linear(n_embd, max(label_classes, 1), kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
 
-    def __call__(self, x_BxKxD: jax.Array, y_BxK: jax.Array) -> jax.Array:
-        """Returns yhat_BxK (logits_BxKxC with label classes): output k sees (x_j, y_j) for
-        j < k, and x_k."""
+    def _embed(self, x_BxKxD: jax.Array, y_BxK: jax.Array) -> jax.Array:
         z_BxTxW = tokens.interleave(x_BxKxD, y_BxK, self.type_channel, self.label_classes)
         t = z_BxTxW.shape[1]
         if t > self.max_tokens:
             raise ValueError(f"{t // 2} points exceed the model's {self.max_tokens // 2} positions")
-        h = self.read_in(z_BxTxW) + self.wpe[:t]
+        return self.read_in(z_BxTxW) + self.wpe[:t]
+
+    def _read_out(self, h_BxTxE: jax.Array) -> jax.Array:
+        out_BxTxC = self.read_out(self.ln_f(h_BxTxE))
+        return tokens.predictions_at_x(out_BxTxC if self.label_classes else out_BxTxC[..., 0])
+
+    def trace(self, x_BxKxD: jax.Array, y_BxK: jax.Array) -> Trace:
+        """The output, the residual stream at every x token (the query positions) after the
+        read-in and after each block, and each block's attention weights. Block by block in
+        Python (scanned layers are sliced out): for analyses, not for speed."""
+        h = self._embed(x_BxKxD, y_BxK)
+        if self.scan_layers:
+            graphdef, state = nnx.split(self.blocks)
+            n_layer = jax.tree.leaves(state)[0].shape[0]
+            blocks = [nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state)) for i in range(n_layer)]
+        else:
+            blocks = list(self.blocks)
+        hidden, attention = [tokens.predictions_at_x(h)], []
+        for block in blocks:
+            attention.append(block.attention_weights(h))
+            h = block(h)
+            hidden.append(tokens.predictions_at_x(h))
+        return Trace(self._read_out(h), hidden, attention)
+
+    def __call__(self, x_BxKxD: jax.Array, y_BxK: jax.Array) -> jax.Array:
+        """Returns yhat_BxK (logits_BxKxC with label classes): output k sees (x_j, y_j) for
+        j < k, and x_k."""
+        h = self._embed(x_BxKxD, y_BxK)
         apply = (lambda block, h: block(h))
         if self.remat:
             apply = nnx.remat(apply)
@@ -101,8 +140,7 @@ class Transformer(nnx.Module):
         else:
             for block in self.blocks:
                 h = apply(block, h)
-        out_BxTxC = self.read_out(self.ln_f(h))
-        return tokens.predictions_at_x(out_BxTxC if self.label_classes else out_BxTxC[..., 0])
+        return self._read_out(h)
 
 
 def build(config: ml_collections.ConfigDict, key: jax.Array | int = 0) -> Transformer:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import ml_collections
 
 from icl_jax.errors import UserError
-from icl_jax.tasks import linear
+from icl_jax.tasks import boolean, fourier, images, linear, nonlinear
 from icl_jax.tasks.base import LOSSES, Prompts, Task
 from icl_jax.tasks.linear import LinearTask
 
-_FAMILIES = (linear,)
+_FAMILIES = (linear, fourier, nonlinear, boolean, images)
 _BY_NAME = {name: family for family in _FAMILIES for name in family.NAMES}
 TASK_NAMES = tuple(_BY_NAME)
 
@@ -34,11 +34,18 @@ def label_classes(t: ml_collections.ConfigDict) -> int:
     return _family(t).label_classes(t)
 
 
+def curriculum_key(t: ml_collections.ConfigDict) -> str:
+    """The task key the dims curriculum grows to: "n_dims" (the active input dimension),
+    unless the family says otherwise (Fourier series: the active frequencies)."""
+    family = _family(t)
+    return family.curriculum_key(t) if hasattr(family, "curriculum_key") else "n_dims"
+
+
 def get_task(t: ml_collections.ConfigDict) -> Task:
     family = _family(t)
     family.check_config(t)
     return family.make(t)
 
 
-__all__ = ["LOSSES", "TASK_NAMES", "LinearTask", "Prompts", "Task", "check_task_config", "get_task",
+__all__ = ["LOSSES", "TASK_NAMES", "LinearTask", "Prompts", "Task", "check_task_config", "curriculum_key", "get_task",
            "label_classes"]

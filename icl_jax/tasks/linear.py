@@ -1,4 +1,5 @@
-"""The linear-regression family: y = x·w (+ σ·ε), x ~ N(0, I_d), w drawn per prompt.
+"""The linear-regression family: y = x·w (+ σ·ε), x ~ N(0, I_d) (or U(−½, ½)^d:
+task.x_distribution), w drawn per prompt.
 
 Classes differ only in the prior over w (DESIGN.md §3). Everything is sampled inside the
 jitted step; `active_dims` may be traced (the dimension curriculum): coordinates at or past
@@ -35,6 +36,7 @@ class LinearTask:
     noise_std: float
     weight_prior: WeightPrior
     weight_second_moment: float  # E|w|² over the prior, all D coordinates active
+    x_distribution: str = "gaussian"  # or "uniform": x ~ U(−½, ½)^D, E[xxᵀ] = I/12
     family = "linear"
     loss = "squared"
     label_classes = 0
@@ -42,12 +44,17 @@ class LinearTask:
     @property
     def normalizer(self) -> float:
         """E[y²] at full dimension: the zero predictor's loss, so normalized zero = 1."""
-        return self.weight_second_moment + self.noise_std**2
+        x_second_moment = 1 / 12 if self.x_distribution == "uniform" else 1.0
+        return self.weight_second_moment * x_second_moment + self.noise_std**2
 
     def sample(self, key: jax.Array, batch_size: int, active_dims=None) -> Prompts:
         active = self.n_dims if active_dims is None else active_dims
         mask_D = (jnp.arange(self.n_dims) < active).astype(jnp.float32)
-        x = jax.random.normal(jax.random.fold_in(key, _X), (batch_size, self.n_points, self.n_dims))
+        shape, x_key = (batch_size, self.n_points, self.n_dims), jax.random.fold_in(key, _X)
+        if self.x_distribution == "uniform":
+            x = jax.random.uniform(x_key, shape, minval=-0.5, maxval=0.5)
+        else:
+            x = jax.random.normal(x_key, shape)
         x = x * mask_D
         w = self.weight_prior(jax.random.fold_in(key, _W), batch_size, mask_D)
         y = jnp.einsum("bkd,bd->bk", x, w)
@@ -126,6 +133,8 @@ NAMES = ("linear", "sparse_linear", "sign_vector", "task_pool", "gaussian_mixtur
 def check_config(t) -> None:
     from icl_jax.errors import UserError
 
+    if t.get("x_distribution", "gaussian") not in ("gaussian", "uniform"):
+        raise UserError(f"task.x_distribution must be 'gaussian' or 'uniform', got {t.x_distribution!r}")
     if t.noise_std < 0:
         raise UserError(f"task.noise_std must be >= 0, got {t.noise_std}")
     if t.name == "sparse_linear" and not 1 <= t.sparsity <= t.n_dims:
@@ -158,4 +167,4 @@ def make(t) -> LinearTask:
         prior = mixture_prior(t.mixture_components, t.mixture_scale, d)
         centers = mixture_centers(t.mixture_components, t.mixture_scale, d)
         moment = float(d + np.mean(np.sum(centers.astype(np.float64) ** 2, axis=1)))
-    return LinearTask(t.name, d, t.n_points, float(t.noise_std), prior, moment)
+    return LinearTask(t.name, d, t.n_points, float(t.noise_std), prior, moment, t.get("x_distribution", "gaussian"))

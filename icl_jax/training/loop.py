@@ -21,6 +21,7 @@ import numpy as np
 from icl_jax import config as config_lib
 from icl_jax import curriculum, files, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
+from icl_jax.data import feed as data_feed
 from icl_jax.errors import NonFiniteLoss
 from icl_jax.models import transformer
 from icl_jax.training import optimizer, step as step_lib
@@ -83,7 +84,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     tx = optimizer.make_optimizer(config.train)
     spec = step_lib.state_spec(config, tx, mesh)
     tr = config.train
-    checkpoints = Checkpoints(workdir, keep_last=tr.keep_last, keep_every=tr.keep_every)
+    checkpoints = Checkpoints(workdir, keep_last=tr.keep_last, keep_every=tr.keep_every,
+                              with_data=getattr(task, "host_fed", False))
     writer = MetricsWriter(workdir, tr.steps, resumed_step=checkpoints.latest_step())
     try:
         return _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
@@ -103,19 +105,26 @@ def _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
                        f"{transformer.param_count(state['params']) / 1e6:.2f}M-parameter model on "
                        f"{mesh.size} device(s) × {jax.process_count()} process(es) in {workdir}")
     step = int(state["step"])
-    train_step = step_lib.make_train_step(config, spec, task, tx, mesh)
     last_saved = checkpoints.latest_step()
+    feed = None
+    if getattr(task, "host_fed", False):  # examples gathered by the host (tasks/images.py)
+        feed = data_feed.TrainFeed(task.source("train"), tr.batch_size, task.n_points, config.seed, mesh,
+                                   config.task.prefetch, checkpoints.restore_data(step) if step else None)
+        host_fed_step = step_lib.make_host_fed_step(config, spec, task, tx, mesh)
+        train_step = lambda state: host_fed_step(state, feed.next())  # noqa: E731
+    else:
+        train_step = step_lib.make_train_step(config, spec, task, tx, mesh)
 
     def save(at_step: int, state) -> None:
         nonlocal last_saved
         _raise_if_nonfinite(state, last_saved)
-        checkpoints.save(at_step, state)
+        checkpoints.save(at_step, state, None if feed is None else feed.state())
         last_saved = at_step
 
     losses: list[jax.Array] = []
     interval_start, interval_first_step = time.time(), step
     first_step_reported = False
-    with _StopRequest().installed() as stop:
+    with _StopRequest().installed() as stop, (contextlib.closing(feed) if feed else contextlib.nullcontext()):
         while step < tr.steps:
             state, metrics = train_step(state)
             step += 1

@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from icl_jax import curriculum, parallel, rng
-from icl_jax.models import transformer
+from icl_jax import models
 from icl_jax.training import losses
 from icl_jax.tasks import Prompts, Task
 
@@ -34,10 +34,10 @@ def state_spec(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
                mesh: jax.sharding.Mesh) -> StateSpec:
     """The model's graph, a jitted initialiser and the state's sharded shapes. Init runs under
     jit: an eager NNX init of the standard model takes seconds; jitted it is fast."""
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: transformer.build(config)))
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: models.build(config)))
 
     def init() -> TrainState:
-        params = nnx.to_pure_dict(nnx.state(transformer.build(config, rng.derive(config.seed, rng.PARAMS)), nnx.Param))
+        params = nnx.to_pure_dict(nnx.state(models.build(config, rng.derive(config.seed, rng.PARAMS)), nnx.Param))
         return {"step": jnp.int32(0), "params": params, "opt_state": tx.init(params),
                 "nonfinite_step": jnp.int32(-1)}
 
@@ -64,6 +64,8 @@ def make_update(config: ml_collections.ConfigDict, spec: StateSpec, tx: optax.Gr
 
     def update(state: TrainState, prompts: Prompts, mask_K: jax.Array) -> tuple[TrainState, dict]:
         step = state["step"]
+        if config.train.loss_positions == "last":  # one query after the examples
+            mask_K = mask_K * (jnp.arange(mask_K.shape[0]) == jnp.sum(mask_K) - 1)
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], prompts.x_BxKxD, prompts.y_BxK, mask_K)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         first_bad = jnp.where((state["nonfinite_step"] < 0) & ~jnp.isfinite(loss), step, state["nonfinite_step"])
@@ -89,4 +91,27 @@ def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, task: Ta
 
     shardings = jax.tree.map(lambda a: a.sharding, spec.abstract)
     return jax.jit(train_step, in_shardings=(shardings,),
+                   out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=0)
+
+
+def make_host_fed_step(config: ml_collections.ConfigDict, spec: StateSpec, task, tx: optax.GradientTransformation,
+                       mesh: jax.sharding.Mesh):
+    """train_step(state, batch) -> (state, metrics) for a task whose examples the host gathers
+    (task.host_fed, data/feed.py): the task turns the given examples into prompts on device
+    (tasks/images.py: projection and label permutation), keyed like the sampled path by
+    derive(seed, TRAIN_DATA, step), so the step number and the host sampler's state together
+    replay a run exactly."""
+    parallel.check_batch_divides(config.train.batch_size, mesh)
+    batch_sharding, n_points = parallel.batch_sharding(mesh), task.n_points
+    update = make_update(config, spec, tx, task.loss)
+
+    def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        step = state["step"]
+        prompts = task.prompts(rng.derive(config.seed, rng.TRAIN_DATA, step), *batch)
+        prompts = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), prompts)
+        mask_K = (jnp.arange(n_points) < curriculum.active_points(config, step)).astype(jnp.float32)
+        return update(state, prompts, mask_K)
+
+    shardings = jax.tree.map(lambda a: a.sharding, spec.abstract)
+    return jax.jit(train_step, in_shardings=(shardings, batch_sharding),
                    out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=0)

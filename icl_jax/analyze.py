@@ -1,0 +1,73 @@
+"""python -m icl_jax.analyze --workdir=DIR --what=NAME [--step=N] [--num_prompts=2048] [--k=5,10]
+
+Which algorithm did the model learn (icl_jax/analysis/): NAME is one of gd, similarity,
+probes, shift, attention, learning_curve, or all. Writes DIR/analysis/NAME_step_<N>.{json,png}
+(learning_curve: over every kept checkpoint) and prints the headline numbers.
+"""
+
+import importlib
+import json
+
+from absl import app, flags
+
+from icl_jax import cli
+from icl_jax.analysis import ANALYSES
+from icl_jax.errors import UserError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by icl_jax.train.")
+_WHAT = flags.DEFINE_string("what", None, f"Analysis: {', '.join(ANALYSES)}, or all.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_NUM_PROMPTS = flags.DEFINE_integer("num_prompts", None, "Prompts (default: config.eval.num_prompts).")
+_K = flags.DEFINE_list("k", None, "Numbers of in-context examples for tables and probes (default: d/2, d, 2d).")
+flags.mark_flags_as_required(["workdir", "what"])
+
+
+def _headline(result: dict) -> str:
+    """The analysis' summary entry when it has one, else the top-level scalars."""
+    for key in ("at_last_k", "summary"):
+        if key in result:
+            return json.dumps(result[key], indent=1)[:4000]
+    return json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+
+
+@cli.reports_user_errors
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    names = list(ANALYSES) if _WHAT.value == "all" else [_WHAT.value]
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        raise UserError(f"unknown --what={_WHAT.value!r}; known: {', '.join(ANALYSES)}, all")
+    try:
+        ks = None if _K.value is None else [int(k) for k in _K.value]
+    except ValueError:
+        raise UserError(f"--k must be comma-separated integers, got {','.join(_K.value)!r}") from None
+    from icl_jax.analysis import common  # late: keeps `--help` fast
+
+    run = None
+    for name in names:
+        module = importlib.import_module(ANALYSES[name])
+        if name == "learning_curve":  # every checkpoint, not one
+            result, fig = module.analyze(_WORKDIR.value, _NUM_PROMPTS.value, ks)
+            stem = name
+        else:
+            run = common.load(_WORKDIR.value, _STEP.value) if run is None else run
+            num_prompts = run.config.eval.num_prompts if _NUM_PROMPTS.value is None else _NUM_PROMPTS.value
+            if num_prompts < 2:
+                raise UserError(f"--num_prompts must be at least 2, got {num_prompts}")
+            if ks is not None:
+                ks = common.check_ks(ks, run.task.n_points)
+            try:
+                result, fig = module.analyze(run, num_prompts, ks)
+            except UserError as e:
+                if len(names) == 1:
+                    raise
+                print(f"{name}: skipped ({e})", flush=True)  # --what=all: not every analysis fits every run
+                continue
+            stem = f"{name}_step_{run.step}"
+        paths = common.write(_WORKDIR.value, stem, result, fig)
+        print(f"{name}: {_headline(result)}\nwrote {paths[0]} and .png", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,245 @@
+"""The analyses of icl_jax/analysis/: each measurement against a case with a known answer, and
+all of them end to end on a tiny trained run."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from icl_jax import baselines, models
+from icl_jax.analysis import attention, common, gd_comparison, learning_curve, probes, shift, similarity
+from icl_jax.baselines import gradient_descent
+from icl_jax.models import linear_attention
+from icl_jax.training import loop
+from tests.conftest import small_config
+
+pytestmark = pytest.mark.timeout(600)
+
+
+# ---- probes ----
+def test_probe_r2_is_near_one_for_a_linearly_encoded_target_and_near_zero_otherwise():
+    g = np.random.default_rng(0)
+    n, e, t = 4000, 16, 5
+    target = g.standard_normal((n, t))
+    encoded = target @ g.standard_normal((t, e)) + 0.01 * g.standard_normal((n, e)) + 3.0  # offset: the bias matters
+    unrelated = g.standard_normal((n, e))
+    half = n // 2
+    assert probes.probe_r2(encoded[:half], target[:half], encoded[half:], target[half:]) > 0.999
+    r2_unrelated = probes.probe_r2(unrelated[:half], target[:half], unrelated[half:], target[half:])
+    assert abs(r2_unrelated) < 0.03
+    squared = np.concatenate([target**2, g.standard_normal((n, e - t))], axis=1)  # encoded, but not linearly
+    assert probes.probe_r2(squared[:half], target[:half], squared[half:], target[half:]) < 0.03
+
+
+def test_probe_targets():
+    g = np.random.default_rng(1)
+    x, w = g.standard_normal((5, 9, 3)), g.standard_normal((5, 3))
+    y = np.einsum("nkd,nd->nk", x, w)
+    t = probes.targets(x, y, w, k=6)
+    np.testing.assert_allclose(t["least_squares_w"], w, atol=1e-8)  # 6 noiseless examples in 3-d: exact
+    np.testing.assert_allclose(t["xty"][0], x[0, :6].T @ y[0, :6])
+    np.testing.assert_array_equal(t["query_x"], x[:, 6])
+    t2 = probes.targets(x, y, w, k=2)  # under-determined: the min-norm solution, in the row space
+    w2 = t2["least_squares_w"][0]
+    np.testing.assert_allclose(x[0, :2] @ w2, y[0, :2], atol=1e-10)
+    normal = np.cross(x[0, 0], x[0, 1])
+    assert abs(w2 @ normal) < 1e-10
+
+
+# ---- distribution shifts ----
+@pytest.fixture(scope="module")
+def shifted():
+    c = small_config(n_dims=6, n_points=13)
+    return c, shift.shifted_prompts(c, 3000)
+
+
+def test_skewed_covariance_has_the_asked_spectrum(shifted):
+    c, s = shifted
+    root = shift.skewed_covariance_root(jax.random.key(0), 6)
+    eigenvalues = np.sort(np.linalg.eigvalsh(root @ root.T))[::-1]
+    want = 1 / np.arange(1, 7) ** 2
+    np.testing.assert_allclose(eigenvalues, want * 6 / want.sum(), rtol=1e-9)
+    x = s["skewed_covariance"].x_NxKxD.reshape(-1, 6)
+    sample = np.sort(np.linalg.eigvalsh(np.cov(x.T)))[::-1]
+    np.testing.assert_allclose(sample, want * 6 / want.sum(), rtol=0.06, atol=0.01)
+    assert np.trace(np.cov(x.T)) == pytest.approx(6, rel=0.03)
+
+
+def test_half_subspace_orthant_and_scales(shifted):
+    c, s = shifted
+    x = s["half_subspace"].x_NxKxD
+    assert all(np.linalg.matrix_rank(p) == 3 for p in x[:50])
+    examples, query = s["orthant"].x_NxKxD, s["orthant"].query_NxKxD
+    signs = np.sign(examples)
+    assert np.all(signs == signs[:, :1])  # every example of a prompt in the prompt's orthant
+    assert len({tuple(v) for v in signs[:, 0]}) > 20  # the orthant differs between prompts
+    assert (query < 0).mean() == pytest.approx(0.5, abs=0.02)  # the query is not restricted
+    base = s["x_scale_1"].x_NxKxD if "x_scale_1" in s else s["label_noise_0.5"].x_NxKxD
+    np.testing.assert_allclose(s["x_scale_3"].x_NxKxD, 3 * base)
+    np.testing.assert_allclose(s["w_scale_0.5"].target_NxK, 0.5 * s["label_noise_0.5"].target_NxK)
+    noise = s["label_noise_1"].y_NxK - s["label_noise_1"].target_NxK
+    assert noise.std() == pytest.approx(1.0, rel=0.02)
+
+
+def test_orthogonal_and_repeated_queries(shifted):
+    c, s = shifted
+    o = s["orthogonal_query"]
+    assert o.valid_k == (0, 6)
+    for k in range(1, 6):
+        dots = np.einsum("nid,nd->ni", o.x_NxKxD[:, :k], o.query_NxKxD[:, k])
+        assert np.abs(dots).max() < 1e-9 * np.abs(o.x_NxKxD).max() ** 2 * 10
+        np.testing.assert_allclose(np.linalg.norm(o.query_NxKxD[:, k], axis=-1),
+                                   np.linalg.norm(o.x_NxKxD[:, k], axis=-1))
+    r = s["query_repeats_input"]
+    for k in range(1, 13):
+        same = np.all(r.x_NxKxD[:, :k] == r.query_NxKxD[:, k][:, None], axis=-1)
+        assert np.all(same.any(axis=1))
+    chosen = [np.argmax(np.all(r.x_NxKxD[:, :12] == r.query_NxKxD[:, 12][:, None], axis=-1), axis=1)]
+    assert len(np.unique(chosen)) == 12  # every earlier position gets chosen
+
+
+def test_per_k_sequences_reproduce_a_causal_predictor():
+    """With the query equal to x_k, one sequence per k gives the all-positions predictions."""
+    g = np.random.default_rng(2)
+    x, w = g.standard_normal((20, 8, 3)), g.standard_normal((20, 3))
+    y = np.einsum("nkd,nd->nk", x, w)
+    s = shift.Shifted(x, y, y, query_NxKxD=x.copy())
+    predict = lambda x, y: np.asarray(baselines.least_squares(x, y, ridge=0.5))
+    np.testing.assert_allclose(shift.predict_all(predict, s), predict(x.astype(np.float32), y.astype(np.float32)),
+                               rtol=1e-5, atol=1e-5)
+
+
+# ---- attention scores ----
+def _causal_uniform(t):
+    a = np.tril(np.ones((t, t)))
+    return a / a.sum(-1, keepdims=True)
+
+
+def test_induction_score_of_copying_and_uniform_attention():
+    period, t = 8, 16
+    copying = np.zeros((t, t))
+    copying[np.arange(t), np.arange(t)] = 1.0
+    rows = np.arange(period, t)
+    copying[rows] = 0.0
+    copying[rows, rows - period + 1] = 1.0
+    a = np.stack([copying, _causal_uniform(t)])[None]  # 1 prompt × 2 heads
+    score = attention.induction_score(a, period)
+    assert score[0] == 1.0
+    assert score[1] == pytest.approx(np.mean(1 / (rows + 1)))
+    assert score[1] < 0.1
+
+
+def test_nearest_neighbour_score():
+    g = np.random.default_rng(3)
+    x = g.standard_normal((4, 6, 2))
+    t = 12
+    nn = np.zeros((4, t, t))
+    nn[:, np.arange(t), np.arange(t)] = 1.0
+    for b in range(4):
+        for k in range(2, 6):
+            j = np.argmin(((x[b, :k] - x[b, k]) ** 2).sum(-1))
+            nn[b, 2 * k] = 0.0
+            nn[b, 2 * k, 2 * j + 1] = 1.0  # all on the neighbour's label token
+    a = np.stack([nn, np.broadcast_to(_causal_uniform(t), (4, t, t))], axis=1)
+    score, chance = attention.nearest_neighbour_score(a, x)
+    assert score[0] == 1.0
+    assert score[1] == pytest.approx(chance)
+    assert chance == pytest.approx(np.mean([2 / (2 * k + 1) for k in range(2, 6)]))
+
+
+def test_attention_weights_reproduce_the_blocks_and_trace_matches_the_model():
+    for scan in (False, True):
+        c = small_config()
+        c.model.scan_layers = scan
+        model = models.build(c, jax.random.key(0))
+        x = jax.random.normal(jax.random.key(1), (3, 7, 3))
+        y = jax.random.normal(jax.random.key(2), (3, 7))
+        graphdef, state = nnx.split(model)
+        trace, yhat = jax.jit(lambda s: (nnx.merge(graphdef, s).trace(x, y), nnx.merge(graphdef, s)(x, y)))(state)
+        np.testing.assert_allclose(trace.yhat_BxK, yhat, atol=1e-5)
+        assert len(trace.hidden_BxKxE) == 3 and trace.hidden_BxKxE[0].shape == (3, 7, 32)
+        if scan:
+            continue
+        @jax.jit
+        def both(state):
+            model = nnx.merge(graphdef, state)
+            h = model._embed(x, y)
+            qkv = model.blocks[0]._qkv(h)
+            fused = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=True)
+            return model.blocks[0].attention_weights(h), qkv, fused
+
+        weights, qkv, fused = both(state)
+        np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
+        assert np.all(np.asarray(jnp.triu(weights, 1)) == 0)
+        mine = jnp.einsum("bhqk,bkhf->bqhf", weights, qkv[:, :, 2])
+        np.testing.assert_allclose(mine, fused, atol=1e-5)
+
+
+# ---- GD comparison ----
+def test_sensitivities_of_the_gd_construction_are_gds_weights():
+    g = np.random.default_rng(4)
+    x = g.uniform(-0.5, 0.5, (6, 9, 4)).astype(np.float32)
+    y = np.einsum("nkd,nd->nk", x, g.standard_normal((6, 4))).astype(np.float32)
+    graphdef, state = nnx.split(linear_attention.LinearAttentionModel(4, 2, 1, rngs=nnx.Rngs(0)))
+    nnx.replace_by_pure_dict(state, linear_attention.gradient_descent_params(4, 2, 1, 3.0))
+    s = gd_comparison.sensitivities(graphdef, nnx.to_pure_dict(state), x, y)
+    w = np.asarray(gradient_descent.gradient_descent_weights(x, y, 3.0, 2))
+    np.testing.assert_allclose(s, w, atol=1e-5)
+    cos = gd_comparison.cosine(s, w)
+    assert cos[:, 0].max() == 0.0 and cos[:, 1:].min() > 1 - 1e-6
+
+
+# ---- end to end ----
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("analysis_run")
+    c = small_config(n_dims=3, n_points=7)
+    c.train.checkpoint_every = 40  # one checkpoint: the learning curve evaluates it once
+    loop.train(c, workdir)
+    return workdir
+
+
+@pytest.mark.slow
+def test_every_analysis_runs_on_a_tiny_trained_run(trained):
+    run = common.load(trained)
+    assert run.step == 40
+    results = {}
+    for name, module in [("gd", gd_comparison), ("similarity", similarity), ("probes", probes),
+                         ("shift", shift), ("attention", attention)]:
+        result, fig = module.analyze(run, 16, None)
+        common.write(trained, f"{name}_step_{run.step}", result, fig)
+        results[name] = json.loads((trained / "analysis" / f"{name}_step_40.json").read_text())
+        assert (trained / "analysis" / f"{name}_step_40.png").stat().st_size > 1000
+    gd = results["gd"]
+    assert len(gd["sensitivity_cosine"]) == 7 and np.isfinite(gd["at_last_k"]["half_mse_model"])
+    assert gd["at_last_k"]["half_mse_construction"] == pytest.approx(gd["at_last_k"]["half_mse_gd"], rel=1e-4)
+    assert set(results["similarity"]["table"]["prediction_difference"]) >= {"least_squares", "ridge_1", "gd_1",
+                                                                             "nearest_neighbor_1", "bayes"}
+    assert len(results["probes"]["r2"]["true_w"]["k=3"]) == 3  # read-in + 2 layers
+    assert len(results["shift"]["shifts"]) == len(shift.SHIFTS)
+    assert len(results["attention"]["induction_score"]) == 2
+    first, _ = learning_curve.analyze(trained, 16)
+    assert first["steps"] == [40] and first["evaluated_now"] == [40]
+    again, _ = learning_curve.analyze(trained, 16)
+    assert again["evaluated_now"] == [] and again["model"] == first["model"]  # read back from eval/
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "icl_jax.analyze", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_an_analysis_and_reports_bad_input_in_one_line(trained, tmp_path):
+    done = _cli(f"--workdir={trained}", "--what=attention", "--num_prompts=8")
+    assert done.returncode == 0, done.stderr
+    assert (trained / "analysis" / "attention_step_40.png").exists()
+    bad = _cli(f"--workdir={trained}", "--what=nope")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: unknown --what='nope'")
+    bad_k = _cli(f"--workdir={trained}", "--what=probes", "--k=99")
+    assert bad_k.returncode == 1 and "--k values [99]" in bad_k.stderr
+    missing = _cli(f"--workdir={tmp_path}", "--what=gd")
+    assert missing.returncode == 1 and "config.json not found" in missing.stderr
