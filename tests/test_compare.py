@@ -32,7 +32,7 @@ def test_probe_recovers_the_weights_of_a_linear_predictor():
     assert probe.x_MxLxD.shape == (48 * 3 * 8, 9, 4)
     answers = np.asarray(baselines.least_squares(probe.x_MxLxD, probe.y_MxL, ridge=0.25))
     w, r2 = compare.implied_weights(answers, ks, q)
-    w_ridge = predictors._gaussian_weights(t, 0.5)(x, y)[:, ks]
+    w_ridge = predictors.gaussian_weights(t, 0.5)(x, y)[:, ks]
     np.testing.assert_allclose(w, w_ridge, atol=2e-5)
     assert r2.min() > 1 - 1e-9
     agreement = compare.weight_agreement(w, {"ridge": w_ridge, "negated": -w_ridge}, normalizer=4.25)

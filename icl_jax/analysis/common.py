@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from icl_jax import config as config_lib  # noqa: E402
 from icl_jax import files, tasks  # noqa: E402
 from icl_jax.errors import UserError  # noqa: E402
-from icl_jax.evaluation import predictors, run as eval_run  # noqa: E402
+from icl_jax.evaluation import predictors, prompts, run as eval_run  # noqa: E402
 from icl_jax.models.trace import Trace  # noqa: E402
 
 
@@ -74,6 +74,14 @@ def require_linear(run: Run, what: str) -> None:
     if run.task.family != "linear":
         raise UserError(f"--what={what} compares with the linear family's baselines; "
                         f"{run.task.name} is in the {run.task.family!r} family")
+
+
+def linear_eval_set(run: Run, what: str, num_prompts: int):
+    """(x_NxKxD, y_NxK, w_NxD, y_exact_NxK): evaluate's prompts of a linear-family run, with
+    the float64 labels the baselines are fitted to (evaluation/prompts.py)."""
+    require_linear(run, what)
+    x, y, w = prompts.eval_prompts(run.config, num_prompts)
+    return x, y, w, prompts.exact_labels(run.config.task, x, y, w)
 
 
 def default_ks(run: Run) -> list[int]:

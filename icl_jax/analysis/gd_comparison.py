@@ -18,7 +18,7 @@ from flax import nnx
 
 from icl_jax.analysis import common
 from icl_jax.baselines import gradient_descent
-from icl_jax.evaluation import compare, predictors, prompts, statistics
+from icl_jax.evaluation import compare, predictors, statistics
 from icl_jax.models import linear_attention
 
 LINE_SEARCH_PROMPTS = 2048
@@ -57,11 +57,9 @@ def cosine(a_NxKxD: np.ndarray, b_NxKxD: np.ndarray) -> np.ndarray:
 
 
 def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
-    common.require_linear(run, "gd")
+    x, y, w, y_exact = common.linear_eval_set(run, "gd", num_prompts)
     config, task = run.config, run.task
     n_steps = config.model.n_layer if run.kind == "linear_attention" else 1
-    x, y, w = prompts.eval_prompts(config, num_prompts)
-    y_exact = prompts.exact_labels(config.task, x, y, w)
     eta_K = best_step_sizes(config.task, config.eval.seed, n_steps)
 
     yhat = {"model": run.predict(x, y),

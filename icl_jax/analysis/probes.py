@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from icl_jax.analysis import common
-from icl_jax.evaluation import prompts
 
 RIDGE = 1e-3  # relative to the mean eigenvalue of the standardized features' Gram matrix
 
@@ -55,11 +54,9 @@ def targets(x_NxKxD, y_NxK, w_NxD, k: int, yhat_NxK=None) -> dict[str, np.ndarra
 
 
 def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
-    common.require_linear(run, "probes")
-    config, task = run.config, run.task
+    x, y, w, y_exact = common.linear_eval_set(run, "probes", num_prompts)
+    task = run.task
     ks = common.default_ks(run) if ks is None else ks
-    x, y, w = prompts.eval_prompts(config, num_prompts)
-    y_exact = prompts.exact_labels(config.task, x, y, w)
     trace = run.trace(x, y)
     hidden = trace.hidden_BxKxE
     half = num_prompts // 2

@@ -14,7 +14,7 @@ import numpy as np
 from icl_jax import baselines
 from icl_jax.analysis import common
 from icl_jax.baselines import bayes
-from icl_jax.evaluation import linear_scoring, predictors, prompts, statistics
+from icl_jax.evaluation import linear_scoring, predictors, statistics
 
 RIDGE_LAMBDAS = (0.1, 1.0, 10.0)
 
@@ -24,18 +24,16 @@ def learners(task_config, seed: int) -> dict[str, predictors.Baseline]:
     for lam in RIDGE_LAMBDAS:
         out[f"ridge_{lam:g}"] = predictors.Baseline(
             lambda x, y, lam=lam: np.asarray(baselines.least_squares(x, y, ridge=lam)),
-            predictors._gaussian_weights(task_config, float(np.sqrt(lam))))  # ridge λ = posterior noise σ²
+            predictors.gaussian_weights(task_config, float(np.sqrt(lam))))  # ridge λ = posterior noise σ²
     out["nearest_neighbor_1"] = predictors.Baseline(
         lambda x, y: np.asarray(baselines.nearest_neighbors(x, y, n_neighbors=1)))
     return out
 
 
 def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
-    common.require_linear(run, "similarity")
+    x, y, w, y_exact = common.linear_eval_set(run, "similarity", num_prompts)
     config, task = run.config, run.task
     ks = common.default_ks(run) if ks is None else ks
-    x, y, w = prompts.eval_prompts(config, num_prompts)
-    y_exact = prompts.exact_labels(config.task, x, y, w)
     yhat_model = run.predict(x, y)
     found = learners(config.task, config.eval.seed)
     yhat = {name: b.predict(x, y_exact) for name, b in found.items()}
@@ -46,7 +44,7 @@ def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
     difference = {name: statistics.curve(statistics.squared_errors(yhat_model, p) / task.normalizer, counts)
                   for name, p in yhat.items()}
     n_probe = min(num_prompts, linear_scoring.PROBE_PROMPTS)
-    probe = linear_scoring._weight_probe(config, task, run.predict, x[:n_probe], y[:n_probe], y_exact[:n_probe],
+    probe = linear_scoring.weight_probe(config, task, run.predict, x[:n_probe], y[:n_probe], y_exact[:n_probe],
                                          w[:n_probe], found)
     table = {name: {f"k={k}": curve["mean"][k] for k in ks} for name, curve in difference.items()}
     weights = {name: {f"k={k}": {"cosine": a["cosine"][i], "squared_error": a["squared_error"][i]}

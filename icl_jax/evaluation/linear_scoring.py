@@ -65,7 +65,7 @@ def score(config: ml_collections.ConfigDict, task: LinearTask, model: predictors
     errors = statistics.normalized_squared_errors(predictions, y_exact, task.normalizer)
 
     start = time.time()
-    probe = _weight_probe(config, task, model, x_NxKxD[:probe_prompts], y_NxK[:probe_prompts],
+    probe = weight_probe(config, task, model, x_NxKxD[:probe_prompts], y_NxK[:probe_prompts],
                           y_exact[:probe_prompts], w_NxD[:probe_prompts], learners)
     seconds["weight probe"] = time.time() - start
     report = {
@@ -79,7 +79,7 @@ def score(config: ml_collections.ConfigDict, task: LinearTask, model: predictors
     return Scores(errors, predictions, seconds, report)
 
 
-def _weight_probe(config, task: LinearTask, model, x, y, y_exact, w_true, learners) -> dict:
+def weight_probe(config, task: LinearTask, model, x, y, y_exact, w_true, learners) -> dict:
     ks = compare.probe_ks(task.n_dims, task.n_points)
     q_PxD = compare.probe_queries(config.eval.seed, 2 * task.n_dims, task.n_dims)
     probe = compare.probe_prompts(x, y, ks, q_PxD)

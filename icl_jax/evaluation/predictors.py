@@ -75,7 +75,7 @@ def tuning_prompts(task_config: ml_collections.ConfigDict, seed: int, num: int =
     return np.asarray(p.x_BxKxD), np.asarray(p.y_BxK)
 
 
-def _gaussian_weights(task_config, noise_std: float):
+def gaussian_weights(task_config, noise_std: float):
     """w of least squares (noise 0: min-norm) or ridge (λ = noise²) at every k: the posterior
     mean of a N(0, I) prior, from the float64 solver."""
     d = task_config.n_dims
@@ -96,8 +96,8 @@ def all_baselines(task_config: ml_collections.ConfigDict, tuning_seed: int) -> d
     sigma = float(task_config.noise_std)
     classic = linear_baselines(task_config)
     out = {name: Baseline(fn) for name, fn in classic.items()}
-    out["least_squares"].weights = _gaussian_weights(task_config, 0.0)
-    out["ridge"].weights = _gaussian_weights(task_config, sigma)
+    out["least_squares"].weights = gaussian_weights(task_config, 0.0)
+    out["ridge"].weights = gaussian_weights(task_config, sigma)
     out["averaging"].weights = _averaging_weights
     out["zero"].weights = lambda x, y: np.zeros(x.shape)
     x_t, y_t = tuning_prompts(task_config, tuning_seed)
