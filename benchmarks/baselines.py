@@ -1,6 +1,6 @@
 """Time every baseline on 1280 prompts x 41 lengths at d = 20, against the common way of doing it.
 
-    python benchmarks/baselines.py [--prompts 1280] [--repeats 3]
+    python benchmarks/baselines.py [--prompts 1280] [--repeats 3] [--only least_squares,ridge]
 
 The reference is a Python loop over prompts and lengths calling numpy.linalg.lstsq (float64,
 LAPACK gelsd) on each prefix: 1280 x 40 calls. Every baseline is called once to compile, then
@@ -64,6 +64,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=1280)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated name prefixes: time only these rows "
+                        "(e.g. least_squares,ridge), the loop and the matmul still run")
     args = parser.parse_args()
     B, K, D, sigma = args.prompts, 41, 20, 0.5
     rng = np.random.default_rng(0)
@@ -129,7 +131,10 @@ def main():
     loop = numpy_loop(x, y_noisy)
     print(f"numpy.linalg.lstsq loop over prompts and lengths ({B * (K - 1)} calls): {loop:.3f} s\n")
     print(f"{'baseline':42s} {'first call':>11s} {'timed':>10s} {'loop / timed':>13s}")
+    only = tuple(p.strip() for p in args.only.split(",") if p.strip())
     for name, fn in cases:
+        if only and not name.startswith(only):
+            continue
         first, t = median_time(fn, args.repeats)
         print(f"{name:42s} {first:10.3f}s {t:9.4f}s {loop / t:12.1f}x", flush=True)
         if name.startswith("bayes sign vectors, 2^12"):

@@ -274,7 +274,7 @@ def test_noiseless_sparse_bayes_error_is_zero_from_k_s_plus_1():
 @pytest.mark.parametrize("name", ["linear", "gaussian_mixture"])
 def test_noiseless_posterior_is_least_squares_once_identified(name):
     """k >= d examples determine w: the posterior mean is the interpolant, i.e. least squares.
-    Both solvers (float32 dd least_squares, float64 mixture) agree."""
+    Both solvers (least_squares, the mixture solver) agree."""
     rng = np.random.default_rng(6)
     D = 8
     t = small_config(name=name, n_dims=D, n_points=2 * D + 1).task

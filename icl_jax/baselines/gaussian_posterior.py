@@ -4,7 +4,7 @@
 
 With Σ = F Fᵀ this is ridge regression with λ = σ² on the whitened problem (x F, y - x·μ),
 plus x·μ; σ = 0 gives the minimum-Σ⁻¹-norm interpolant (least squares once k >= rank). So it
-is `least_squares` (regression.py: exact at the ill-conditioned k = d in float32) on
+is `least_squares` (regression.py: float64 inside, exact at the ill-conditioned k = d) on
 transformed data, not a second solver. Σ may be singular (F has fewer columns: a degenerate
 prior lives in its range). For the evidence and for mixtures see mixture.py.
 """

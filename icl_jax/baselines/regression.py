@@ -1,44 +1,57 @@
 """Least squares and ridge regression fitted on every prefix of a prompt, in one jittable call.
 
 Shape legend: x_BxKxD (B prompts, K points, D dims), y_BxK -> yhat_BxK; yhat[:, k] predicts
-y_k from x_k with the k examples before it (exactly 0 for k = 0).
+y_k from x_k with the k examples before it (exactly 0 for k = 0). Internally the prompt axis
+is last (B: the SIMD lanes) and D or K comes first (x_DxKxB).
 
 Why this is not a textbook solve per prefix:
 
-* Float32 is not enough at the interpolation threshold k = D. There the prediction
-  x_k . X_k^-1 y_k has condition number cond(X_k) (1e4..1e6 for the worst of ~1000
-  Gaussian 20x20 prompts) and the noisy mean squared error at k = D is dominated by exactly
-  those prompts: any backward-stable float32 method (LAPACK sgelsy, float32 CGS2 + forward
-  substitution) misses the float64 mean by 1e-4..3e-3. So for k <= D, ridge = 0, the
-  Gram-Schmidt residuals and the triangular solve run in double-float32 ("dd", hi + lo,
-  ~48 bits, built from error-free TwoSum / TwoProduct), which agrees with float64 to ~1e-6
-  relative even for cond(X_k) = 1e6.
-* Orthogonal methods only (Gram-Schmidt, Givens): the normal equations square cond.
-* No LAPACK (no jnp.linalg / jax.scipy.linalg) and no dot/matmul: on CPU a jitted function
-  holding two independent LAPACK chains can deadlock, TPU matmuls default to bfloat16 passes,
-  and elementwise ops + sums behave the same on every backend.
-* Internally the batch axis is last: B is the long, contiguous, SIMD-friendly axis (the
-  Gram-Schmidt scan ran 1.8x faster than batch-first with D = 20 minor).
+* Precision. At the interpolation threshold k = D the prediction x_k . X_k^-1 y_k has
+  condition number cond(X_k) (1e4..1e6 for the worst of ~1000 Gaussian 20x20 prompts), and
+  the noisy mean squared error at k = D is dominated by exactly those prompts: a float32
+  solver misses the float64 mean by 1e-4..3e-3. So everything runs in float64 under
+  `jax.enable_x64` scoped to the traced body (not baselines/precision.float64, which returns
+  numpy: callers jit this function), inputs and outputs float32, and the k <= D part uses an
+  orthogonal method (the normal equations would square cond).
+* Speed. On CPU a per-prompt LAPACK call costs 3..13 us per small matrix and a batched
+  matmul ~6 us: too slow for 1280 x 41 problems. Everything here is elementwise code over
+  the prompt lanes, run in chunks of `_CHUNK` prompts (`lax.map`) so that a chunk's state
+  stays in L2; dot products over D are written as explicit sums (XLA:CPU vectorizes those
+  ~3x better than `jnp.sum` over a middle axis, and `jnp.sum` over a leading axis is ~10x
+  slower still). No LAPACK, so no two LAPACK chains in one jit (they can deadlock on CPU).
+* XLA fusion. XLA will fuse a cheap producer into every consumer, recomputing it per
+  element: a dot product feeding a rank-1 update gets recomputed D times. Loop-carried
+  values are the reliable materialization points, so the rank-1 updates below are applied
+  one step late, from the carry ("pending" updates).
 
-Method, ridge = 0:
-  1. Gram-Schmidt on the ROWS of X in order, each row projected twice (CGS2). The projection
-     coefficients are float32 but the residual x_j - sum_s c_s q_s is formed exactly (dd),
-     so x_j = sum_s L_js q_s + v_j holds to ~1e-14 |x| whatever the coefficients, and the
-     second pass leaves ~u^2 |x| of v_j inside span(q). A row whose residual is below a
-     dd-level tolerance is dependent (zero rows, duplicates, zeroed trailing coordinates) and
-     gets no basis vector; every independent row opens the next free "slot" s. In slot
-     coordinates L is a lower staircase.
-  2. While rows 0..k-1 are all independent (k <= D on generic data) slot j is row j and
-     X_k = L_k Q_k with L_k square lower-triangular, so one dd forward substitution
-     z = L^-1 y serves every prefix: yhat_k = sum_{j<k} L_kj z_j.
-  3. Otherwise (k > D, or after a dependent row): square-root recursive least squares in
-     slot coordinates (float32). (R, u = Q^T y) absorb one row at a time by D Givens
-     rotations and the prediction x_k . R^-1 u is read off the rotations (see
-     `_rls_predictions`). Slots nobody filled stay exactly zero in R, which makes the result
-     the minimum-norm solution. float32 is enough there (cond(X_k) is far smaller once
-     k > D): per-k MSE within 6e-6 relative of float64 in the tests.
-Method, ridge > 0: the same recursion on the raw rows from R_0 = sqrt(ridge) I: ridge
+Method, ridge = 0 (min-norm least squares):
+  1. Modified Gram-Schmidt on the rows in order, right-looking (pivot j is row j; the rows
+     after it are updated against q_j at once): X = L Q. Row j "opens" a basis vector if its
+     residual is above _REL_TOL * the prompt's largest row norm, else it is dependent (q_j =
+     0). The labels ride along as one more column (eta_k = y_k - the fit of the openers
+     before k), so the k <= D predictions (min-norm interpolation) are a by-product. MGS in
+     float64 is backward stable: ~1e-10 of the float64 SVD answer at cond(X_D) = 1e6.
+  2. Past the openers (k > D), least squares in s = L u coordinates (u: coordinates in the
+     basis Q, s: the fitted values of the opener rows): s has the prior N(y_openers, I), and
+     every other row k is an observation y_k = c_k . s + N(0, 1) with c_k = L^-T (Q x_k), the
+     coefficients of x_k on the opener rows (back substitution). Covariance recursive least
+     squares from P = I, a well-conditioned start. Accuracy ~1e-16 * cond(X_D)^2 (D = 20
+     Gaussian: float32 output rounding; cond(X_D) = 1e6: ~1e-4).
+  Fast path (when every prompt of the batch has rows 0..D-1 independent): rows < D open,
+  rows >= D are observations; the state is D x D. Otherwise (duplicated or zero rows, zeroed
+  coordinates, D > K with dependent rows) `lax.cond` switches the whole batch to the general
+  path: the same two steps with one slot per row (K x K): every row may open, openers are
+  queries of the recursion (prediction, no update), dependent rows its observations
+  (~7x the fast path's time; continuous inputs never need it).
+Method, ridge > 0: the same recursion on the raw rows from w = 0, P = I / ridge: ridge
   regression without intercept, w = (X^T X + ridge I)^-1 X^T y (sklearn Ridge, no intercept).
+  Covariance form: error ~1e-16 * |X|^2 / ridge, fine for ridge >= ~1e-8 |X|^2.
+
+Speed (benchmarks/baselines.py, 1280 prompts x 41 lengths, D = 20, one CPU core):
+~15 ms least squares, ~10 ms ridge; the float32 dd / Givens version this replaced took 135 /
+55 ms. What is left: per scan step, ~10 small fusions over one chunk (~1 us each) plus the
+rank-1 updates of the 21 x 20 x 64 residuals (MGS) and the 20 x 20 x 64 covariance (RLS),
+bound by L2 bandwidth.
 """
 
 from __future__ import annotations
@@ -49,280 +62,218 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
-DD = tuple[Array, Array]  # double-float32 value hi + lo
 
-_F32_EPS = float(jnp.finfo(jnp.float32).eps)
-# A row whose dd Gram-Schmidt residual is below _REL_TOL * (largest row norm in its prompt)
-# is dependent. Exactly dependent float32 rows leave <= ~6e-14 relative; float64 lstsq
-# (rcond ~1e-14) counts anything above ~1e-13 as rank; float32 rounding makes "dependent by
-# construction" rows (x_a + x_b) ~1e-8 off. 1e-10 leaves >1000x margin to the first.
+# A row whose MGS residual is below _REL_TOL * (largest row norm in its prompt) is dependent.
+# Exactly dependent rows leave ~1e-15 relative in float64; float64 lstsq (rcond ~1e-14) counts
+# anything above ~1e-13 as rank; float32 rounding leaves "dependent by construction" rows
+# (x_a + x_b) ~1e-8 off. 1e-10 separates the first from the others.
 _REL_TOL = 1e-10
+# Prompts per lax.map step on CPU: a chunk's MGS / RLS state (~200 KB each) stays in L2, and
+# XLA:CPU does not split fusions this small across threads (which costs more than it saves
+# here). Measured with D = 20: 32 and 64 equal, 80 and more 1.1-1.7x slower.
+_CHUNK = 64
+_STAGE = 10  # MGS pivots per scan; rows that are done drop out between scans (2 scans: 5% faster than 1)
+
+
+def _dsum(terms) -> Array:
+    terms = list(terms)
+    acc = terms[0]
+    for t in terms[1:]:
+        acc = acc + t
+    return acc
+
+
+def _all(terms) -> Array:
+    return functools.reduce(jnp.logical_and, list(terms))
+
+
+def _dot(a_DxB: Array, b_DxB: Array) -> Array:
+    return _dsum(a_DxB[d] * b_DxB[d] for d in range(a_DxB.shape[0]))
 
 
 # ----------------------------------------------------------------------------------------
-# double-float32 arithmetic.
-# XLA fuses a * b + c into an FMA on CPU and GPU (checked: jit(a*b+c) == fma on this CPU),
-# and a fused product may be re-evaluated per use, so textbook TwoProduct (p = fl(a*b),
-# err = ...-p) silently breaks. Here every multiplication whose result meets an addition is
-# EXACT by construction (12-bit x 12-bit halves, split by bit masking, not by Veltkamp's
-# multiply), so contraction cannot change any value; TwoSum only adds.
+# 1. right-looking modified Gram-Schmidt of the rows
 # ----------------------------------------------------------------------------------------
-def _two_sum(a: Array, b: Array) -> DD:
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
+def _mgs_scan(v_RxMxB, later_DxNxB, tol_B, pivots: range, D: int):
+    """Pivots `pivots` (global row indices) over the rows pivots.start.. of v: per row its
+    residual (v[:D]) and residual label (v[D]). Outputs per pivot j: the norm of its residual
+    (0: dependent row, q_j = 0), the coefficients on q_j of the rows in v (0 for rows <= j)
+    and of the later rows (if given)."""
+    R, M, B = v_RxMxB.shape
+    row_Mx1 = jnp.arange(M)[:, None] + pivots.start
+
+    def step(carry, j):
+        v, c_prev, q_prev = carry
+        v = v - q_prev[:, None] * c_prev[None]  # the previous pivot's update, applied now
+        vj = jax.lax.dynamic_index_in_dim(v, j - pivots.start, axis=1, keepdims=False)
+        norm_B = _dot(vj[:D], vj[:D]) ** 0.5
+        norm_B = jnp.where(norm_B > tol_B, norm_B, 0.0)
+        q = vj * jnp.where(norm_B > 0.0, 1.0 / jnp.where(norm_B > 0.0, norm_B, 1.0), 0.0)[None]
+        c_MxB = jnp.where(row_Mx1 > j, _dsum(v[d] * q[d][None] for d in range(D)), 0.0)
+        if later_DxNxB is None:
+            return (v, c_MxB, q), (norm_B, c_MxB)
+        return (v, c_MxB, q), (norm_B, c_MxB, _dsum(later_DxNxB[d] * q[d][None] for d in range(D)))
+
+    init = (v_RxMxB, jnp.zeros((M, B), v_RxMxB.dtype), jnp.zeros((R, B), v_RxMxB.dtype))
+    (v, c, q), outs = jax.lax.scan(step, init, jnp.arange(pivots.start, pivots.stop))
+    return v - q[:, None] * c[None], outs
 
 
-def _fast_two_sum(a: Array, b: Array) -> DD:  # exact when |a| >= |b|
-    s = a + b
-    return s, b - (s - a)
+def _mgs(x_DxMxB: Array, y_MxB: Array, tol_B: Array, n_pivots: int, later_DxNxB: Array | None = None,
+         stage: int = _STAGE):
+    """MGS with pivots 0..n_pivots-1 (row j opens q_j if its residual > tol).
 
-
-def _split(a: Array) -> DD:
-    """a = hi + lo exactly, hi keeping the top 12 of 24 significand bits (lo <= 12 bits)."""
-    bits = jax.lax.bitcast_convert_type(a, jnp.uint32)
-    hi = jax.lax.bitcast_convert_type(bits & jnp.uint32(0xFFFFF000), jnp.float32)
-    return hi, a - hi
-
-
-def _prod_split(ah: Array, al: Array, bh: Array, bl: Array) -> DD:
-    """(ah + al) * (bh + bl) as an unnormalized dd; all four partial products are exact."""
-    m, r = _two_sum(ah * bl, al * bh)
-    h, e = _two_sum(ah * bh, m)
-    return h, e + (r + al * bl)
-
-
-def _two_prod(a: Array, b: Array) -> DD:
-    return _prod_split(*_split(a), *_split(b))
-
-
-def _dd_add(x: DD, y: DD) -> DD:
-    # "Sloppy" add: error ~u^2 (|x| + |y|), not u^2 |x + y|. Backward stability of the
-    # Gram-Schmidt update needs no more, at half the cost of the accurate add.
-    s, e = _two_sum(x[0], y[0])
-    return _fast_two_sum(s, e + (x[1] + y[1]))
-
-
-def _dd_neg(x: DD) -> DD:
-    return -x[0], -x[1]
-
-
-def _dd_mul_f(x: DD, b: Array) -> DD:
-    p, e = _two_prod(x[0], b)
-    return _two_sum(p, e + x[1] * b)
-
-
-def _dd_div(x: DD, y: DD) -> DD:
-    # long division: the remainder of the float32 quotient is formed exactly, divided again
-    q1 = x[0] / y[0]
-    r = _dd_add(x, _dd_neg(_dd_mul_f(y, q1)))
-    return _fast_two_sum(q1, r[0] / y[0])
-
-
-def _dd_tree_sum(p: Array, e: Array) -> DD:
-    """sum over axis 0 of the unnormalized dd terms p + e (pairwise; the rounding error of
-    every float32 add of the p's is caught by TwoSum and folded into the e's)."""
-    while p.shape[0] > 1:
-        n = p.shape[0] // 2
-        s, err = _two_sum(p[:n], p[n:2 * n])
-        lo = e[:n] + e[n:2 * n] + err
-        if p.shape[0] % 2:
-            s, lo = jnp.concatenate([s, p[2 * n:]]), jnp.concatenate([lo, e[2 * n:]])
-        p, e = s, lo
-    return _two_sum(p[0], e[0])
-
-
-# ----------------------------------------------------------------------------------------
-# 1. row Gram-Schmidt with slot compaction
-# ----------------------------------------------------------------------------------------
-def _row_gram_schmidt(x_KxDxB: Array, q_SxDxB: DD, count_B: Array, tol_B: Array, exact: bool):
-    """CGS2 on the rows of x in order, continuing from the slot basis q (S = D slots,
-    unfilled slots exactly 0) holding count_B vectors.
-
-    Returns the final (q, count_B), the coordinates L_KxSxB of every row in the basis of the
-    rows up to and including it (dd if `exact`, else lo = 0), and active_KxB (the row opened
-    a new slot). exact: residuals formed in dd; else plain float32 (with a float32 `tol`).
+    Returns yhat_MxB (row k: its fit from the openers before it, i.e. the min-norm
+    interpolation prediction while rows 0..k-1 all opened), norms_PxB (0: dependent row),
+    Lc_PxMxB (Lc[j, i]: coefficient of row i > j on q_j, 0 for i <= j: L below its diagonal)
+    and A_PxNxB (coefficients of the later rows on each q_j) if later rows are given.
     """
-    K, D, B = x_KxDxB.shape
-    slots_Sx1 = jnp.arange(D)[:, None]
-    zeros_DxB = jnp.zeros((D, B), x_KxDxB.dtype)
+    D, M, B = x_DxMxB.shape
+    P = n_pivots
+    if P == 0:  # a single row: nothing to pivot on
+        return jnp.zeros((M, B), x_DxMxB.dtype), None, None, None
+    v = jnp.concatenate([x_DxMxB, y_MxB[None]])
+    yhat, outs = [jnp.zeros((1, B), v.dtype)], []
+    for s in range(0, P, stage):
+        pivots = range(s, min(P, s + stage))
+        v, (n, c, *a) = _mgs_scan(v, later_DxNxB, tol_B, pivots, D)
+        k = len(pivots)
+        # rows s+1 .. s+k have now met every pivot before them: their residual label is final
+        yhat.append(y_MxB[s + 1:s + 1 + k] - v[D, 1:1 + k])
+        outs.append((n, jnp.pad(c, ((0, 0), (s, 0), (0, 0))), *a))
+        v = v[:, k:]  # rows that are done drop out
+    norms, Lc, *A = (jnp.concatenate(parts) for parts in zip(*outs))
+    return jnp.concatenate(yhat)[:M], norms, Lc, (A[0] if A else None)
 
-    def step(carry, x_DxB):
-        qh, qhh, qhl, ql, count_B = carry  # q = qh + ql, qh = qhh + qhl split (all SxDxB)
-        v, coef = (x_DxB, zeros_DxB), (zeros_DxB, zeros_DxB)
-        for _ in range(2):  # pass 1 leaves ~u|x| of v inside span(q), pass 2 ~u^2|x|
-            # One materialized value: the same c must enter both coef and the projection
-            # (were XLA to recompute the sum per consumer, the roundings could differ).
-            c_SxB = jax.lax.optimization_barrier(jnp.sum(qh * v[0][None], axis=1))
-            if exact:  # sum_s c_s q_s with exact products (q_hi pre-split) and dd sums
-                ch, cl = _split(c_SxB)
-                p, e = _prod_split(ch[:, None], cl[:, None], qhh, qhl)
-                v = _dd_add(v, _dd_neg(_dd_tree_sum(p, e + c_SxB[:, None] * ql)))
-                coef = _dd_add(coef, (c_SxB, jnp.zeros_like(c_SxB)))
-            else:
-                v = (v[0] - jnp.sum(qh * c_SxB[:, None], axis=0), v[1])
-                coef = (coef[0] + c_SxB, coef[1])
-        norm_B = jnp.sqrt(jnp.sum(v[0] * v[0], axis=0))
-        active_B = (norm_B > tol_B) & (count_B < D)
-        safe_1xB = jnp.where(active_B, norm_B, 1.0)[None]
-        # Any nonzero scale keeps the factorization exact (L_jj q_j = v_j); unit norm only
-        # makes the two projection passes of the later rows converge.
-        if exact:
-            nq = _dd_div(v, (safe_1xB, jnp.zeros_like(safe_1xB)))
-        else:
-            nq = (v[0] / safe_1xB, zeros_DxB)
-        nqhh, nqhl = _split(nq[0])
-        new_SxB = (slots_Sx1 == count_B[None]) & active_B[None]
-        put = lambda new_DxB, old_SxDxB: jnp.where(new_SxB[:, None], new_DxB[None], old_SxDxB)
-        carry = (put(nq[0], qh), put(nqhh, qhh), put(nqhl, qhl), put(nq[1], ql),
-                 count_B + active_B)
-        # Unfilled slots have q = 0 exactly, so coef is exactly 0 there: L is a staircase.
-        coef = (jnp.where(new_SxB, norm_B[None], coef[0]), jnp.where(new_SxB, 0.0, coef[1]))
-        return carry, (coef, active_B)
 
-    qhh, qhl = _split(q_SxDxB[0])
-    init = (q_SxDxB[0], qhh, qhl, q_SxDxB[1], count_B)
-    (qh, _, _, ql, count_B), (l_KxSxB, active_KxB) = jax.lax.scan(step, init, x_KxDxB)
-    return (qh, ql), count_B, l_KxSxB, active_KxB
+def _solve_upper(l_PxMxB: Array, norms_PxB: Array, a_PxNxB: Array) -> Array:
+    """c_n = L^-T a_n for the N columns of a (back substitution from the last pivot, L from
+    _mgs: Lc below the diagonal, norms on it; a dependent pivot (norm 0) gets c = 0). Staged
+    like _mgs; each column's update applied one step late (XLA fusion)."""
+    P, N, B = a_PxNxB.shape
+    inv_PxB = jnp.where(norms_PxB > 0.0, 1.0 / jnp.where(norms_PxB > 0.0, norms_PxB, 1.0), 0.0)
+    acc, parts = a_PxNxB, []
+    for hi in range(P, 0, -_STAGE):
+        lo = max(0, hi - _STAGE)
+
+        def step(carry, j):
+            acc, c_prev, l_prev = carry
+            acc = acc - l_prev[:, None] * c_prev[None]
+            c = jax.lax.dynamic_index_in_dim(acc, j, 0, keepdims=False) * inv_PxB[j][None]
+            return (acc, c, l_PxMxB[:hi, j]), c  # L[j, i] for i < hi: row j of L
+
+        init = (acc, jnp.zeros((N, B), acc.dtype), jnp.zeros((hi, B), acc.dtype))
+        (acc, c, l), cs = jax.lax.scan(step, init, jnp.arange(hi - 1, lo - 1, -1))
+        acc = (acc - l[:, None] * c[None])[:lo]
+        parts.append(cs[::-1])
+    return jnp.concatenate(parts[::-1])
 
 
 # ----------------------------------------------------------------------------------------
-# 2. interpolation (k <= D): one dd forward substitution serves every prefix
+# 2. covariance recursive least squares
 # ----------------------------------------------------------------------------------------
-def _interpolation_predictions(l_MxSxB: DD, y_MxB: Array) -> Array:
-    """yhat_MxB for queries k < M, valid where rows 0..k-1 are all independent (then slot j
-    is row j and L[:k, :k] is lower-triangular with a nonzero diagonal)."""
-    M, S, B = l_MxSxB[0].shape
+def _rls(c_DxNxB: Array, y_NxB: Array, w_DxB: Array, p_DxDxB: Array, data_NxB: Array | None = None) -> Array:
+    """A-priori prediction c_k . w of every row, then (where data_NxB, default everywhere)
+    the update of the Gaussian posterior (w, P) with the observation y_k = c_k . w + N(0, 1).
+    The update of w is applied one step late (else XLA recomputes c_k . w for each of its D
+    entries)."""
+    D, N, B = c_DxNxB.shape
 
-    def step(z_SxB, inp):
-        lh, ll, y_B, diag_Sx1 = inp
-        # z_j = 0 for slots j >= this row, so the full dot is sum_{j<k} L_kj z_j
-        p, e = _two_prod(lh, z_SxB[0])
-        acc = _dd_tree_sum(p, e + (lh * z_SxB[1] + ll * z_SxB[0]))
-        d = (jnp.sum(jnp.where(diag_Sx1, lh, 0.0), 0), jnp.sum(jnp.where(diag_Sx1, ll, 0.0), 0))
-        # The diagonal is exactly 0 (dependent row, or query row D: no slot) or >= tol.
-        ok_B = d[0] != 0.0
-        zj = _dd_div(_dd_add((y_B, jnp.zeros_like(y_B)), _dd_neg(acc)),
-                     (jnp.where(ok_B, d[0], 1.0), d[1]))
-        zj = (jnp.where(ok_B, zj[0], 0.0)[None], jnp.where(ok_B, zj[1], 0.0)[None])
-        z_SxB = (jnp.where(diag_Sx1, zj[0], z_SxB[0]), jnp.where(diag_Sx1, zj[1], z_SxB[1]))
-        return z_SxB, acc[0]
+    def step(carry, k):
+        w, p, g_prev, coef_prev = carry
+        w = w + g_prev * coef_prev[None]
+        c = jax.lax.dynamic_index_in_dim(c_DxNxB, k, axis=1, keepdims=False)
+        g = _dsum(p[:, d] * c[d][None] for d in range(D))  # P c
+        pred = _dot(w, c)
+        gamma = 1.0 / (1.0 + _dot(c, g))
+        if data_NxB is not None:
+            gamma = jnp.where(jax.lax.dynamic_index_in_dim(data_NxB, k, 0, keepdims=False), gamma, 0.0)
+        coef = (jax.lax.dynamic_index_in_dim(y_NxB, k, 0, keepdims=False) - pred) * gamma
+        return (w, p - g[:, None] * (g * gamma[None])[None], g, coef), pred
 
-    diag_MxSx1 = (jnp.arange(M)[:, None] == jnp.arange(S)[None, :])[:, :, None]
-    z0 = (jnp.zeros((S, B), y_MxB.dtype), jnp.zeros((S, B), y_MxB.dtype))
-    _, yhat_MxB = jax.lax.scan(step, z0, (l_MxSxB[0], l_MxSxB[1], y_MxB, diag_MxSx1))
-    return yhat_MxB
+    init = (w_DxB, p_DxDxB, jnp.zeros_like(w_DxB), jnp.zeros((B,), w_DxB.dtype))
+    _, pred_NxB = jax.lax.scan(step, init, jnp.arange(N))
+    return pred_NxB
 
 
-# ----------------------------------------------------------------------------------------
-# 3. square-root recursive least squares (Givens QR updating), float32, pipelined
-# ----------------------------------------------------------------------------------------
-def _rls_predictions(a_KxDxB: Array, y_KxB: Array, sqrt_ridge: float) -> Array:
-    """yhat_KxB: row k predicted by the fit to rows j < k, (R, u) started at sqrt_ridge * I.
-
-    Folding row (a, t) rotates it against pivot rows i = 0..D-1 of R (Givens c_i, s_i).
-    What is left of t after the last pivot equals prod_i c_i * (t - a . R^-1 u), the
-    a-priori error times the rotation product (McWhirter's QR-RLS): the prediction comes out
-    of the rotations themselves, no back substitution. A rotation with R_ii = 0 (ridge 0: the
-    row opens a new slot) has c_i = 0; that slot is empty in the min-norm fit, so the
-    prediction is the one read just before it: freeze t / prod c there.
-
-    Pipelined like a systolic array: at tick tau pivot i works on row tau - i, so a tick is
-    one DxDxB op over all pivots and the scan has K + D - 1 ticks instead of K * D tiny
-    sequential rotations. Each pivot row still meets rows 0, 1, 2, ... in order: the
-    arithmetic is exactly that of sequential Givens updating.
-    """
-    K, D, B = a_KxDxB.shape
-    dt = a_KxDxB.dtype
-    eye_DxDx1 = jnp.eye(D, dtype=dt)[:, :, None]
-
-    def shift_in(first_1x, stages_Dx):  # stage i receives what left stage i - 1
-        return jnp.concatenate([first_1x, stages_Dx[:-1]], axis=0)
-
-    def tick(carry, inp):
-        r, u, rows, t, g, frozen, alpha = carry
-        a_DxB, y_B = inp
-        rows = shift_in(a_DxB[None], rows)  # DxDxB: the row at pivot i
-        t = shift_in(y_B[None], t)  # DxB: its target, rotated so far
-        g = shift_in(jnp.ones((1, B), dt), g)  # product of its cosines so far
-        frozen = shift_in(jnp.zeros((1, B), bool), frozen)
-        alpha = shift_in(jnp.zeros((1, B), dt), alpha)
-        piv = jnp.sum(r * eye_DxDx1, axis=1)  # DxB: R_ii
-        a_i = jnp.sum(rows * eye_DxDx1, axis=1)  # DxB: entry i of the row at pivot i
-        rho = jnp.hypot(piv, a_i)  # no overflow in r^2 + a^2
-        ok = rho > 0.0  # both zero: identity (an empty slot stays empty)
-        safe = jnp.where(ok, rho, 1.0)
-        c = jnp.where(ok, piv / safe, 1.0)
-        s = jnp.where(ok, a_i / safe, 0.0)
-        opens = ok & (piv == 0.0)  # only possible for ridge 0
-        alpha = jnp.where(opens & ~frozen, t / g, alpha)
-        r, rows = c[:, None] * r + s[:, None] * rows, c[:, None] * rows - s[:, None] * r
-        u, t = c * u + s * t, c * t - s * u
-        g, frozen = g * c, frozen | opens
-        # the row leaving the last pivot is done: its a-priori error
-        err_B = jnp.where(frozen[-1], alpha[-1], t[-1] / jnp.where(frozen[-1], 1.0, g[-1]))
-        return (r, u, rows, t, g, frozen, alpha), err_B
-
-    zeros_DxB = jnp.zeros((D, B), dt)
-    init = (jnp.broadcast_to(sqrt_ridge * eye_DxDx1, (D, D, B)), zeros_DxB,
-            jnp.zeros((D, D, B), dt), zeros_DxB, jnp.ones((D, B), dt),
-            jnp.zeros((D, B), bool), zeros_DxB)
-    drain = D - 1  # zero rows flush the pipeline (they rotate nothing: s = 0)
-    a_TxDxB = jnp.pad(a_KxDxB, ((0, drain), (0, 0), (0, 0)))
-    y_TxB = jnp.pad(y_KxB, ((0, drain), (0, 0)))
-    _, err_TxB = jax.lax.scan(tick, init, (a_TxDxB, y_TxB))
-    return y_KxB - err_TxB[drain:]
+def _eye(n: int, B: int, dtype) -> Array:
+    return jnp.broadcast_to(jnp.eye(n, dtype=dtype)[:, :, None], (n, n, B))
 
 
 # ----------------------------------------------------------------------------------------
+# per chunk of prompts: x_DxKxB, y_KxB (float64) -> yhat_KxB
+# ----------------------------------------------------------------------------------------
+def _tolerance(x_DxKxB: Array) -> Array:
+    norms_KxB = _dsum(x_DxKxB[d] * x_DxKxB[d] for d in range(x_DxKxB.shape[0]))
+    return _REL_TOL * jnp.sqrt(functools.reduce(jnp.maximum, list(norms_KxB)))
+
+
+def _fast_least_squares(x_DxKxB: Array, y_KxB: Array) -> tuple[Array, Array]:
+    """(yhat_KxB, valid_B): valid where rows 0..min(K-1, D)-1 all open (generic prompts)."""
+    D, K, B = x_DxKxB.shape
+    M = min(K, D + 1)  # row D is the first query past the interpolation threshold
+    later = x_DxKxB[:, D:] if K > D else None
+    yhat_MxB, norms, Lc, A = _mgs(x_DxKxB[:, :M], y_KxB[:M], _tolerance(x_DxKxB), M - 1, later)
+    valid_B = _all(norms[j] > 0.0 for j in range(M - 1)) if norms is not None else jnp.ones((B,), bool)
+    if K <= D:
+        return yhat_MxB, valid_B
+    c_DxNxB = _solve_upper(Lc, norms, A)
+    pred_NxB = _rls(c_DxNxB, y_KxB[D:], y_KxB[:D], _eye(D, B, x_DxKxB.dtype))
+    return jnp.concatenate([yhat_MxB[:D], pred_NxB]), valid_B
+
+
+def _general_least_squares(x_DxKxB: Array, y_KxB: Array) -> Array:
+    """Any rank, any order of dependent rows: one slot per row (K x K state)."""
+    D, K, B = x_DxKxB.shape
+    _, norms, Lc, _ = _mgs(x_DxKxB, y_KxB, _tolerance(x_DxKxB), K, stage=K)  # one scan: compiles faster
+    if norms is None:
+        return jnp.zeros((K, B), x_DxKxB.dtype)
+    opens_KxB = norms > 0.0
+    # c_k = L^-T (coefficients of row k on the q's before it); openers are queries, not data
+    c_KxKxB = _solve_upper(Lc, norms, Lc)
+    return _rls(c_KxKxB, y_KxB, jnp.where(opens_KxB, y_KxB, 0.0), _eye(K, B, x_DxKxB.dtype), ~opens_KxB)
+
+
+def _ridge(x_DxKxB: Array, y_KxB: Array, ridge: float) -> Array:
+    D, K, B = x_DxKxB.shape
+    return _rls(x_DxKxB, y_KxB, jnp.zeros((D, B), x_DxKxB.dtype), _eye(D, B, x_DxKxB.dtype) / ridge)
+
+
+def _chunked(fn, x_BxKxD: Array, y_BxK: Array):
+    """fn(x_DxKxC, y_KxC) -> pytree of ...xC arrays, over chunks of C prompts (float64)."""
+    B, K, D = x_BxKxD.shape
+    chunk = min(_CHUNK, B) if jax.default_backend() == "cpu" else B  # cache blocking is for CPUs
+    n = -(-B // chunk)
+    pad = n * chunk - B
+    x = jnp.pad(x_BxKxD, ((0, pad), (0, 0), (0, 0)), mode="edge")
+    y = jnp.pad(y_BxK, ((0, pad), (0, 0)), mode="edge")
+
+    def one(xy):
+        x_CxKxD, y_CxK = xy
+        out = fn(jnp.transpose(x_CxKxD, (2, 1, 0)).astype(jnp.float64), y_CxK.T.astype(jnp.float64))
+        return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), out)
+
+    out = jax.lax.map(one, (x.reshape(n, chunk, K, D), y.reshape(n, chunk, K)))
+    return jax.tree.map(lambda a: a.reshape((n * chunk,) + a.shape[2:])[:B], out)
+
+
 @functools.partial(jax.jit, static_argnames=("ridge",))
 def least_squares(x_BxKxD: Array, y_BxK: Array, ridge: float = 0.0) -> Array:
     """Min-norm least squares (ridge = 0) or ridge regression without intercept (ridge > 0)
     fitted on every prefix: x_BxKxD, y_BxK -> yhat_BxK (float32, yhat[:, 0] = 0).
 
-    `ridge` is STATIC: a Python float; each distinct value compiles once (it picks the
-    algorithm: the dd interpolation path only exists for ridge == 0).
+    `ridge` is STATIC: a Python float; each distinct value compiles once.
     """
     ridge = float(ridge)
     if not ridge >= 0.0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
-    x_KxDxB = jnp.transpose(jnp.asarray(x_BxKxD, jnp.float32), (1, 2, 0))
-    y_KxB = jnp.asarray(y_BxK, jnp.float32).T
-    K, D, B = x_KxDxB.shape
-    first_Kx1 = (jnp.arange(K) == 0)[:, None]  # no examples yet: predict exactly 0
-    if ridge > 0.0:
-        # R_0 = sqrt(ridge) I is never singular: no slots, no rank logic needed.
-        yhat_KxB = _rls_predictions(x_KxDxB, y_KxB, ridge**0.5)
-        return jnp.where(first_Kx1, 0.0, yhat_KxB).T
-
-    scale_B = jnp.sqrt(jnp.max(jnp.sum(x_KxDxB * x_KxDxB, axis=1), axis=0))
-    M = min(K, D + 1)  # queries k <= D can interpolate; rows 0..D need dd accuracy
-    zeros_SxDxB = jnp.zeros((D, D, B), jnp.float32)
-    q, count_B, l_MxSxB, active_MxB = _row_gram_schmidt(
-        x_KxDxB[:M], (zeros_SxDxB, zeros_SxDxB), jnp.zeros((B,), jnp.int32),
-        _REL_TOL * scale_B, exact=True)
-    interp_MxB = _interpolation_predictions(l_MxSxB, y_KxB[:M])
-    lh_KxSxB, active_KxB = l_MxSxB[0], active_MxB
-    if K > M:
-        # Later rows only feed the float32 recursion, and open slots only in rank-deficient
-        # prompts: float32 Gram-Schmidt with a float32-level tolerance is enough for them.
-        # Once every prompt has filled all D slots (the generic case) no row can open one and
-        # its slot coordinates are a single projection: a third of the runtime saved.
-        def spanning():
-            l_late = jnp.einsum("sdb,kdb->ksb", q[0], x_KxDxB[M:], precision=jax.lax.Precision.HIGHEST)
-            return l_late, jnp.zeros((K - M, B), bool)
-
-        def general():
-            _, _, l_late, active_late = _row_gram_schmidt(
-                x_KxDxB[M:], (q[0], jnp.zeros_like(q[0])), count_B,
-                10 * K * _F32_EPS * scale_B, exact=False)
-            return l_late[0], active_late
-
-        l_late, active_late = jax.lax.cond(jnp.all(count_B == D), spanning, general)
-        lh_KxSxB = jnp.concatenate([lh_KxSxB, l_late], axis=0)
-        active_KxB = jnp.concatenate([active_KxB, active_late], axis=0)
-    rls_KxB = _rls_predictions(lh_KxSxB, y_KxB, 0.0)
-    interp_KxB = jnp.pad(interp_MxB, ((0, K - M), (0, 0)))
-    n_before_KxB = jnp.cumsum(active_KxB, axis=0) - active_KxB  # independent rows before k
-    use_interp = (jnp.arange(K) < M)[:, None] & (n_before_KxB == jnp.arange(K)[:, None])
-    return jnp.where(first_Kx1, 0.0, jnp.where(use_interp, interp_KxB, rls_KxB)).T
+    x = jnp.asarray(x_BxKxD, jnp.float32)
+    y = jnp.asarray(y_BxK, jnp.float32)
+    with jax.enable_x64(True):
+        if ridge > 0.0:
+            yhat = _chunked(functools.partial(_ridge, ridge=ridge), x, y)
+        else:
+            yhat, valid = _chunked(_fast_least_squares, x, y)
+            yhat = jax.lax.cond(jnp.all(valid), lambda: yhat,
+                                lambda: _chunked(_general_least_squares, x, y))
+        return yhat.at[:, 0].set(0.0).astype(jnp.float32)
