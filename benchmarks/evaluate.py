@@ -9,6 +9,11 @@ Each predictor's time includes its compilation (evaluate runs each once), as a u
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # measure the host memory behaviour `python -m icl_jax.train` gets
+    from icl_jax import cpu_process
+
+    cpu_process.prepare()
+
 import argparse
 import importlib.util
 import pathlib

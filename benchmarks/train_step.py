@@ -16,7 +16,13 @@ Adam are not counted): tokens T = 2K per prompt, width E, L layers, B prompts,
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the process `python -m icl_jax.train` runs in (host memory kept)
+    from icl_jax import cpu_process
+
+    cpu_process.prepare()
+
 import argparse
+import os
 import statistics
 import time
 
@@ -25,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import parallel, tasks
+from icl_jax import cpu_process, parallel, tasks
 from icl_jax.training import optimizer, step as step_lib
 
 
@@ -103,6 +109,9 @@ def main():
     peak = matmul_peak_gflops()
     print(f"{jax.devices()[0].device_kind} ×{jax.device_count()}, jax {jax.__version__}; "
           f"float32 matmul peak (2048² jnp.dot, best of 10): {peak:.1f} GFLOP/s")
+    memory = "kept in the process (icl_jax.cpu_process)" if "glibc.malloc.mmap_max=0" in os.environ.get(
+        "GLIBC_TUNABLES", "") else f"glibc's default ({cpu_process.MALLOC_OPT_OUT} set, or not glibc)"
+    print(f"host memory: {memory}")
     header = (f"{'size':>9} {'params':>8} {'GFLOP/step':>10} {'1st step s':>10} {'steps/s':>8} "
               f"{'(min-max)':>13} {'GFLOP/s':>8} {'of peak':>8} {'sampling':>8}")
     print(header)

@@ -4,10 +4,15 @@ Scores a checkpoint of the run in DIR and the baselines on the same seeded promp
 table and writes DIR/eval/step_<N>.{json,png}.
 """
 
-from absl import app, flags
+if __name__ == "__main__":
+    from icl_jax import cpu_process
 
-from icl_jax import cli, parallel
-from icl_jax.evaluation import run
+    cpu_process.prepare()  # may re-execute once, before jax is imported
+
+from absl import app, flags  # noqa: E402
+
+from icl_jax import cli, parallel  # noqa: E402
+from icl_jax.evaluation import run  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by icl_jax.train.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")

@@ -7,6 +7,11 @@ for the expected result.
 
 import time
 
+if __name__ == "__main__":
+    from icl_jax import cpu_process
+
+    cpu_process.prepare()  # may re-execute once, before jax is imported
+
 _START = time.time()
 
 from absl import app, flags  # noqa: E402

@@ -169,14 +169,14 @@ def test_attention_weights_reproduce_the_blocks_and_trace_matches_the_model():
         def both(state):
             model = nnx.merge(graphdef, state)
             h = model._embed(x, y)
-            qkv = model.blocks[0]._qkv(h)
-            fused = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=True)
-            return model.blocks[0].attention_weights(h), qkv, fused
+            q, k, v = model.blocks[0]._heads(h, "bthf")
+            fused = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+            return model.blocks[0].attention_weights(h), v, fused
 
-        weights, qkv, fused = both(state)
+        weights, v, fused = both(state)
         np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
         assert np.all(np.asarray(jnp.triu(weights, 1)) == 0)
-        mine = jnp.einsum("bhqk,bkhf->bqhf", weights, qkv[:, :, 2])
+        mine = jnp.einsum("bhqk,bkhf->bqhf", weights, v)
         np.testing.assert_allclose(mine, fused, atol=1e-5)
 
 

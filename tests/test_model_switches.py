@@ -57,6 +57,21 @@ def test_remat_gives_the_same_gradients():
     np.testing.assert_allclose(_flat(g1), _flat(g2), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_einsum_attention_equals_dot_product_attention(compute_dtype):
+    """The CPU default (heads-major einsums) and jax.nn.dot_product_attention share parameters
+    and agree in outputs and gradients."""
+    graphdef, params, x, y = _model_and_batch(attention_impl="einsum", compute_dtype=compute_dtype)
+    xla_graphdef, _, _, _ = _model_and_batch(attention_impl="xla", compute_dtype=compute_dtype)
+    tolerance = 1e-5 if compute_dtype == "float32" else 3e-3
+    out, out_xla = nnx.merge(graphdef, params)(x, y), nnx.merge(xla_graphdef, params)(x, y)
+    np.testing.assert_allclose(out, out_xla, atol=tolerance * float(jnp.abs(out_xla).max()))
+    (l1, g1), (l2, g2) = _loss_and_grads(graphdef, params, x, y), _loss_and_grads(xla_graphdef, params, x, y)
+    np.testing.assert_allclose(l1, l2, rtol=tolerance)
+    a, b = _flat(g1), _flat(g2)
+    np.testing.assert_allclose(a, b, atol=tolerance * np.abs(b).max())
+
+
 @pytest.mark.parametrize("remat", [False, True])
 def test_scan_over_layers_equals_the_unrolled_stack(remat):
     graphdef, params, x, y = _model_and_batch()

@@ -17,7 +17,7 @@ import ml_collections
 from flax import nnx
 
 from icl_jax import tasks
-from icl_jax.models import tokens
+from icl_jax.models import attention, tokens
 from icl_jax.models.trace import Trace
 
 _INIT = nnx.initializers.normal(0.02)
@@ -40,27 +40,53 @@ class Block(nnx.Module):
         self.mlp_in = nnx.Linear(n_embd, 4 * n_embd, kernel_init=_INIT, **linear)
         self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, **linear)
 
-    def _qkv(self, h_BxTxE: jax.Array) -> jax.Array:
-        b, t, e = h_BxTxE.shape
-        return self.qkv(self.ln_1(h_BxTxE)).reshape(b, t, 3, self.n_head, e // self.n_head)
+    def _heads(self, h_BxTxE: jax.Array, layout: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """q, k, v in `layout` ("bhtf" or "bthf"), each projected by its slice of the fused
+        kernel: the heads come out of the matmul in place instead of by reshuffling a BxTx3E
+        activation (forward) and concatenating three gradients into it (backward)."""
+        e = h_BxTxE.shape[-1]
+        f = e // self.n_head
+        dtype = self.qkv.dtype or h_BxTxE.dtype
+        x_BxTxE = self.ln_1(h_BxTxE).astype(dtype)
+        kernel_Ex3xHxF = self.qkv.kernel[...].astype(dtype).reshape(e, 3, self.n_head, f)
+        bias_3xHxF = self.qkv.bias[...].astype(dtype).reshape(3, self.n_head, f)
+        if layout == "bhtf":
+            bias_3xHxF = bias_3xHxF[:, :, None, :]
+        return tuple(jnp.einsum(f"bte,ehf->{layout}", x_BxTxE, kernel_Ex3xHxF[:, j]) + bias_3xHxF[j]
+                     for j in range(3))
+
+    def _scaled_heads(self, h_BxTxE: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """q/√F, k, v, BxHxTxF: the inputs of attention.causal_attention."""
+        q, k, v = self._heads(h_BxTxE, "bhtf")
+        return q * (1 / math.sqrt(q.shape[-1])), k, v
 
     def attention_weights(self, h_BxTxE: jax.Array) -> jax.Array:
-        """weights_BxHxTxT: the causal softmax attention of this block's heads, explicitly (the
-        fused call in __call__ never forms it); for the analyses, not for training."""
-        qkv = self._qkv(h_BxTxE).astype(jnp.float32)
-        logits = jnp.einsum("bqhf,bkhf->bhqk", qkv[:, :, 0], qkv[:, :, 1]) / math.sqrt(qkv.shape[-1])
-        t = h_BxTxE.shape[1]
-        causal_TxT = jnp.tril(jnp.ones((t, t), bool))
-        return jax.nn.softmax(jnp.where(causal_TxT, logits, -jnp.inf), axis=-1)
+        """weights_BxHxTxT: the causal softmax attention of this block's heads; for the analyses."""
+        q, k, _ = self._scaled_heads(h_BxTxE)
+        return attention.causal_weights(q, k)
+
+    def _attend(self, h_BxTxE: jax.Array) -> jax.Array:
+        """The attention sublayer's output, BxTxE in the compute dtype.
+
+        "einsum" (what "auto" picks on CPU) keeps heads major, BxHxTxF, so that every product
+        of the core is a plain batched matmul (models/attention.py); on a 2-core CPU it made
+        the train step 8–14% faster than jax.nn.dot_product_attention's XLA path
+        (benchmarks/README.md). The other choices call jax.nn.dot_product_attention, which
+        picks fused kernels on GPU."""
+        b, t, e = h_BxTxE.shape
+        impl = self.attention_impl
+        if impl == "einsum" or (impl is None and jax.default_backend() == "cpu"):
+            attended_BxHxTxF = attention.causal_attention(*self._scaled_heads(h_BxTxE))
+            dtype = attended_BxHxTxF.dtype
+            kernel_HxFxE = self.attn_out.kernel[...].astype(dtype).reshape(self.n_head, e // self.n_head, e)
+            return jnp.einsum("bhtf,hfe->bte", attended_BxHxTxF, kernel_HxFxE) + self.attn_out.bias[...].astype(dtype)
+        q, k, v = self._heads(h_BxTxE, "bthf")
+        attended = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
+        return self.attn_out(attended.reshape(b, t, e))
 
     def __call__(self, h_BxTxE: jax.Array) -> jax.Array:
-        b, t, e = h_BxTxE.shape
-        qkv = self._qkv(h_BxTxE)
-        q_BxTxHxF, k_BxTxHxF, v_BxTxHxF = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        attended = jax.nn.dot_product_attention(q_BxTxHxF, k_BxTxHxF, v_BxTxHxF, is_causal=True,
-                                                implementation=self.attention_impl)
         # The residual stream stays float32; only the matmuls run in the compute dtype.
-        h_BxTxE = h_BxTxE + self.attn_out(attended.reshape(b, t, e)).astype(h_BxTxE.dtype)
+        h_BxTxE = h_BxTxE + self._attend(h_BxTxE).astype(h_BxTxE.dtype)
         mlp = self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln_2(h_BxTxE)), approximate=True))
         return h_BxTxE + mlp.astype(h_BxTxE.dtype)
 
@@ -69,8 +95,9 @@ class Transformer(nnx.Module):
     """Options that matter on accelerators, each checked against the plain path in the tests:
     `compute_dtype` (bfloat16 matmuls, float32 parameters and residual stream), `remat`
     (recompute each block in the backward pass), `scan_layers` (one compiled block scanned
-    over stacked parameters: compile time independent of depth), `attention_impl` (None lets
-    jax.nn.dot_product_attention pick, e.g. cuDNN's fused kernel on GPU)."""
+    over stacked parameters: compile time independent of depth), `attention_impl` (None: the
+    einsum core on CPU, elsewhere jax.nn.dot_product_attention's pick, e.g. cuDNN's fused
+    kernel on GPU; or "einsum", "xla", "cudnn")."""
 
     def __init__(self, n_dims: int, n_positions: int, n_embd: int, n_layer: int, n_head: int,
                  type_channel: bool = False, compute_dtype: str = "float32", remat: bool = False,

@@ -1,0 +1,46 @@
+"""Causal softmax attention over heads-major arrays, with a hand-written backward pass.
+
+Legend: B batch, H heads, T tokens (queries q, keys k), F head width.
+
+Heads-major (BxHxTxF) makes every product a plain batched matmul. The backward pass is the
+textbook one, from the saved weights: dv = pᵀ·do, dp = do·vᵀ, ds = p ⊙ (dp − Σ dp ⊙ p),
+dq = ds·k, dk = dsᵀ·q. Written out, it ran the standard model's attention sublayer ~5% faster
+than autodiff's version on a 2-core CPU, where XLA fused dp's product into the softmax's
+reduction loop instead of handing it to the matmul library (benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def causal_weights(q_BxHxTxF: jax.Array, k_BxHxTxF: jax.Array) -> jax.Array:
+    """weights_BxHxTxT in float32: each query's softmax over the keys at or before it, of the
+    plain products q·k (scale q beforehand)."""
+    logits = jnp.einsum("bhqf,bhkf->bhqk", q_BxHxTxF, k_BxHxTxF).astype(jnp.float32)
+    t = logits.shape[-1]
+    return jax.nn.softmax(jnp.where(jnp.tril(jnp.ones((t, t), bool)), logits, -jnp.inf), axis=-1)
+
+
+@jax.custom_vjp
+def causal_attention(q_BxHxTxF: jax.Array, k_BxHxTxF: jax.Array, v_BxHxTxF: jax.Array) -> jax.Array:
+    """out_BxHxTxF = causal_weights(q, k) · v, in v's dtype."""
+    return _forward(q_BxHxTxF, k_BxHxTxF, v_BxHxTxF)[0]
+
+
+def _forward(q, k, v):
+    p = causal_weights(q, k)
+    return jnp.einsum("bhqk,bhkf->bhqf", p.astype(v.dtype), v), (q, k, v, p)
+
+
+def _backward(residuals, do_BxHxTxF):
+    q, k, v, p = residuals
+    dtype = v.dtype
+    dv = jnp.einsum("bhqk,bhqf->bhkf", p.astype(dtype), do_BxHxTxF)
+    dp = jnp.einsum("bhqf,bhkf->bhqk", do_BxHxTxF, v).astype(jnp.float32)
+    ds = (p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))).astype(dtype)
+    return jnp.einsum("bhqk,bhkf->bhqf", ds, k), jnp.einsum("bhqk,bhqf->bhkf", ds, q), dv
+
+
+causal_attention.defvjp(_forward, _backward)
