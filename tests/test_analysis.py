@@ -169,7 +169,7 @@ def test_attention_weights_reproduce_the_blocks_and_trace_matches_the_model():
         def both(state):
             model = nnx.merge(graphdef, state)
             h = model._embed(x, y)
-            q, k, v = model.blocks[0]._heads(h, "bthf")
+            q, k, v = model.blocks[0].heads(h)
             fused = jax.nn.dot_product_attention(q, k, v, is_causal=True)
             return model.blocks[0].attention_weights(h), v, fused
 

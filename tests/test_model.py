@@ -61,3 +61,44 @@ def test_too_long_prompt_is_rejected(tiny_config):
     n = tiny_config.model.n_positions + 1
     with pytest.raises(ValueError, match="positions"):
         model(jnp.zeros((1, n, tiny_config.task.n_dims)), jnp.zeros((1, n)))
+
+
+def _numpy_gpt2_block(p, h_BxTxE, n_head):
+    """A GPT-2 block written out in float64 numpy from the parameters: the meaning of the
+    fused qkv kernel's columns (q | k | v, each head-major H×F), the 1/√F scale, the causal
+    mask and the tanh GELU."""
+    def ln(x, g, b):
+        m = x.mean(-1, keepdims=True)
+        return (x - m) / np.sqrt(((x - m) ** 2).mean(-1, keepdims=True) + 1e-5) * g + b
+
+    b, t, e = h_BxTxE.shape
+    f = e // n_head
+    qkv = ln(h_BxTxE, p["ln_1"]["scale"], p["ln_1"]["bias"]) @ p["qkv"]["kernel"] + p["qkv"]["bias"]
+    q, k, v = (qkv[..., j * e:(j + 1) * e].reshape(b, t, n_head, f) for j in range(3))
+    logits = np.einsum("bqhf,bkhf->bhqk", q, k) / np.sqrt(f)
+    logits = np.where(np.tril(np.ones((t, t), bool)), logits, -np.inf)
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    attended = np.einsum("bhqk,bkhf->bqhf", w, v).reshape(b, t, e)
+    h = h_BxTxE + attended @ p["attn_out"]["kernel"] + p["attn_out"]["bias"]
+    u = ln(h, p["ln_2"]["scale"], p["ln_2"]["bias"]) @ p["mlp_in"]["kernel"] + p["mlp_in"]["bias"]
+    gelu = 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3)))
+    return h + gelu @ p["mlp_out"]["kernel"] + p["mlp_out"]["bias"]
+
+
+@pytest.mark.parametrize("attention_impl", ["einsum", "xla"])
+def test_block_is_the_gpt2_block(tiny_config, attention_impl):
+    tiny_config.model.attention_impl = attention_impl
+    model = transformer.build(tiny_config, jax.random.key(0))
+    block = model.blocks[0]
+    g = np.random.default_rng(0)
+    state = nnx.state(block, nnx.Param)
+    params = jax.tree.map(  # biases and LN parameters moved off their initial 0 and 1
+        lambda a: np.asarray(a, np.float32) + 0.1 * g.standard_normal(a.shape).astype(np.float32),
+        nnx.to_pure_dict(state))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    nnx.update(block, state)
+    params = jax.tree.map(lambda a: a.astype(np.float64), params)
+    h = g.standard_normal((3, 7, tiny_config.model.n_embd)).astype(np.float32)
+    expected = _numpy_gpt2_block(params, h.astype(np.float64), tiny_config.model.n_head)
+    np.testing.assert_allclose(np.asarray(jax.jit(lambda x: block(x))(h)), expected, rtol=1e-4, atol=1e-4)

@@ -40,55 +40,52 @@ class Block(nnx.Module):
         self.mlp_in = nnx.Linear(n_embd, 4 * n_embd, kernel_init=_INIT, **linear)
         self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, **linear)
 
-    def _heads(self, h_BxTxE: jax.Array, layout: str) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """q, k, v in `layout` ("bhtf" or "bthf"), each projected by its slice of the fused
-        kernel: the heads come out of the matmul in place instead of by reshuffling a BxTx3E
-        activation (forward) and concatenating three gradients into it (backward)."""
-        e = h_BxTxE.shape[-1]
-        f = e // self.n_head
-        dtype = self.qkv.dtype or h_BxTxE.dtype
-        x_BxTxE = self.ln_1(h_BxTxE).astype(dtype)
-        kernel_Ex3xHxF = self.qkv.kernel[...].astype(dtype).reshape(e, 3, self.n_head, f)
-        bias_3xHxF = self.qkv.bias[...].astype(dtype).reshape(3, self.n_head, f)
-        if layout == "bhtf":
-            bias_3xHxF = bias_3xHxF[:, :, None, :]
-        return tuple(jnp.einsum(f"bte,ehf->{layout}", x_BxTxE, kernel_Ex3xHxF[:, j]) + bias_3xHxF[j]
-                     for j in range(3))
+    def _qkv(self, h_NxE: jax.Array, b: int) -> jax.Array:
+        """qkv_BxTx3xHxF: the normalized stream times the fused kernel, one matmul."""
+        n, e = h_NxE.shape
+        dtype = self.qkv.dtype or h_NxE.dtype
+        return self.qkv(self.ln_1(h_NxE).astype(dtype)).reshape(b, n // b, 3, self.n_head, e // self.n_head)
 
-    def _scaled_heads(self, h_BxTxE: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """q/√F, k, v, BxHxTxF: the inputs of attention.causal_attention."""
-        q, k, v = self._heads(h_BxTxE, "bhtf")
-        return q * (1 / math.sqrt(q.shape[-1])), k, v
+    def heads(self, h_BxTxE: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """q, k, v, each BxTxHxF, unscaled: this block's projections of the stream h."""
+        b, t, e = h_BxTxE.shape
+        qkv = self._qkv(h_BxTxE.reshape(b * t, e), b)
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
     def attention_weights(self, h_BxTxE: jax.Array) -> jax.Array:
         """weights_BxHxTxT: the causal softmax attention of this block's heads; for the analyses."""
-        q, k, _ = self._scaled_heads(h_BxTxE)
-        return attention.causal_weights(q, k)
+        q, k, _ = self.heads(h_BxTxE)
+        return attention.causal_weights(q.transpose(0, 2, 1, 3) * (1 / math.sqrt(q.shape[-1])), k.transpose(0, 2, 1, 3))
 
-    def _attend(self, h_BxTxE: jax.Array) -> jax.Array:
-        """The attention sublayer's output, BxTxE in the compute dtype.
+    def _attend(self, h_NxE: jax.Array, b: int) -> jax.Array:
+        """The attention sublayer's output, NxE (N = B·T tokens) in the compute dtype.
 
-        "einsum" (what "auto" picks on CPU) keeps heads major, BxHxTxF, so that every product
-        of the core is a plain batched matmul (models/attention.py); on a 2-core CPU it made
-        the train step 8–14% faster than jax.nn.dot_product_attention's XLA path
-        (benchmarks/README.md). The other choices call jax.nn.dot_product_attention, which
-        picks fused kernels on GPU."""
-        b, t, e = h_BxTxE.shape
+        "einsum" (what "auto" picks on CPU) moves the heads major, BxHxTxF, so that every
+        product of the core is a plain batched matmul (models/attention.py); the moves keep
+        each head's F-wide rows whole. The other choices call jax.nn.dot_product_attention,
+        which picks fused kernels on GPU."""
+        n, e = h_NxE.shape
+        qkv_BxTx3xHxF = self._qkv(h_NxE, b)
         impl = self.attention_impl
         if impl == "einsum" or (impl is None and jax.default_backend() == "cpu"):
-            attended_BxHxTxF = attention.causal_attention(*self._scaled_heads(h_BxTxE))
-            dtype = attended_BxHxTxF.dtype
-            kernel_HxFxE = self.attn_out.kernel[...].astype(dtype).reshape(self.n_head, e // self.n_head, e)
-            return jnp.einsum("bhtf,hfe->bte", attended_BxHxTxF, kernel_HxFxE) + self.attn_out.bias[...].astype(dtype)
-        q, k, v = self._heads(h_BxTxE, "bthf")
-        attended = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
-        return self.attn_out(attended.reshape(b, t, e))
+            q, k, v = qkv_BxTx3xHxF.transpose(2, 0, 3, 1, 4)
+            attended_BxHxTxF = attention.causal_attention(q * (1 / math.sqrt(q.shape[-1])), k, v)
+            attended = attended_BxHxTxF.transpose(0, 2, 1, 3)
+        else:
+            q, k, v = (qkv_BxTx3xHxF[:, :, j] for j in range(3))
+            attended = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
+        return self.attn_out(attended.reshape(n, e))
 
     def __call__(self, h_BxTxE: jax.Array) -> jax.Array:
+        # Tokens flattened to one axis inside the block, so each weight gradient contracts a
+        # single axis: XLA:CPU then runs it as one matmul on the activation as it lies, where
+        # a contraction over (B, T) first transposed the activation, ~10% of a train step.
         # The residual stream stays float32; only the matmuls run in the compute dtype.
-        h_BxTxE = h_BxTxE + self._attend(h_BxTxE).astype(h_BxTxE.dtype)
-        mlp = self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln_2(h_BxTxE)), approximate=True))
-        return h_BxTxE + mlp.astype(h_BxTxE.dtype)
+        b, t, e = h_BxTxE.shape
+        h_NxE = h_BxTxE.reshape(b * t, e)
+        h_NxE = h_NxE + self._attend(h_NxE, b).astype(h_NxE.dtype)
+        mlp = self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln_2(h_NxE)), approximate=True))
+        return (h_NxE + mlp.astype(h_NxE.dtype)).reshape(b, t, e)
 
 
 class Transformer(nnx.Module):
