@@ -81,7 +81,7 @@ def benchmark(config, steps: int, warmup: int) -> dict:
     # fixed steps alternate, so a change in the machine's load hits both alike.
     prompts = task.sample(jax.random.key(0), config.train.batch_size)
     mask_K = jnp.ones(task.n_points)
-    update = jax.jit(step_lib.make_update(config, spec, tx), donate_argnums=0)
+    update = jax.jit(step_lib.make_update(config, spec, tx, n_shards=mesh.shape[parallel.DATA]), donate_argnums=0)
     fixed = lambda s: update(s, prompts, mask_K)
     _, state = _timed(train_step, state, warmup)
     _, state = _timed(fixed, state, warmup + 1)
@@ -111,7 +111,8 @@ def main():
           f"float32 matmul peak (2048² jnp.dot, best of 10): {peak:.1f} GFLOP/s")
     memory = "kept in the process (icl_jax.cpu_process)" if "glibc.malloc.mmap_max=0" in os.environ.get(
         "GLIBC_TUNABLES", "") else f"glibc's default ({cpu_process.MALLOC_OPT_OUT} set, or not glibc)"
-    print(f"host memory: {memory}")
+    print(f"host memory: {memory}; each device's batch differentiated in "
+          f"{step_lib.batch_splits(config_lib.default_config(), jax.device_count())} parts (train.batch_splits)")
     header = (f"{'size':>9} {'params':>8} {'GFLOP/step':>10} {'1st step s':>10} {'steps/s':>8} "
               f"{'(min-max)':>13} {'GFLOP/s':>8} {'of peak':>8} {'sampling':>8}")
     print(header)

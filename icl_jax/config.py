@@ -81,6 +81,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.train.loss_positions = "all"  # or "last": only the last active position is scored (one query per prompt)
     c.train.schedule = "constant"  # constant | cosine (decays to 0 at train.steps)
     c.train.grad_clip = 0.0  # global-norm clip; 0 disables
+    # Each device's batch differentiated as this many equal, independent parts in one step
+    # (the same mean gradient); 0 = auto: 2 on CPU, where XLA overlaps the parts, else 1.
+    c.train.batch_splits = 0
     c.train.log_every = 100
     c.train.checkpoint_every = 2000
     c.train.keep_last = 3  # most recent checkpoints kept...
@@ -184,6 +187,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise UserError(f"train.schedule must be 'constant' or 'cosine', got {tr.schedule!r}")
     if tr.warmup_steps < 0 or tr.grad_clip < 0:
         raise UserError("train.warmup_steps and train.grad_clip must be >= 0")
+    if tr.batch_splits < 0:
+        raise UserError(f"train.batch_splits must be >= 0 (0: auto), got {tr.batch_splits}")
     if cu.interval < 0:
         raise UserError(f"curriculum.interval must be >= 0, got {cu.interval}")
     if cu.interval:

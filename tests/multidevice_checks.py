@@ -7,6 +7,7 @@
 
 import os
 import pathlib
+import re
 import sys
 
 assert "--xla_force_host_platform_device_count=8" in os.environ.get("XLA_FLAGS", ""), "run with 8 CPU devices"
@@ -17,7 +18,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from icl_jax import parallel, tasks  # noqa: E402
 from icl_jax.errors import UserError  # noqa: E402
-from icl_jax.training import loop, step as step_lib  # noqa: E402
+from icl_jax.training import loop, optimizer, step as step_lib  # noqa: E402
 from tests.conftest import small_config  # noqa: E402
 
 ONE, EIGHT = parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()
@@ -97,6 +98,20 @@ def checkpoints_move_between_topologies(workdir: pathlib.Path) -> None:
 
     step, _, params = run.restore_params(c, workdir / "fsdp", None)
     assert step == 10
+
+
+def split_batch_stays_on_its_devices(workdir: pathlib.Path) -> None:
+    """train.batch_splits takes each part from every device's own rows: the step's only
+    collective is the gradient all-reduce, and the parts train as the whole batch does."""
+    c = _config(batch_splits=2)
+    task, tx = tasks.get_task(c.task), optimizer.make_optimizer(c.train)
+    spec = step_lib.state_spec(c, tx, EIGHT)
+    hlo = step_lib.make_train_step(c, spec, task, tx, EIGHT).lower(spec.abstract).compile().as_text()
+    collectives = re.findall(r"(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)[(-]", hlo)
+    assert set(collectives) == {"all-reduce"}, collectives
+    whole = loop.train(_config(batch_splits=1), workdir / "whole", mesh=EIGHT)
+    split = loop.train(c, workdir / "split", mesh=EIGHT)
+    _assert_close(whole["params"], split["params"])
 
 
 def indivisible_batch_is_refused(workdir: pathlib.Path) -> None:

@@ -19,7 +19,7 @@ from icl_jax.training import loop
 pytestmark = pytest.mark.timeout(400)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKS = ["sharded_equals_single", "batch_is_sharded", "fsdp_equals_replicated",
-          "checkpoints_move_between_topologies", "indivisible_batch_is_refused"]
+          "checkpoints_move_between_topologies", "split_batch_stays_on_its_devices", "indivisible_batch_is_refused"]
 
 
 def _env(**extra):

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from icl_jax import parallel, tasks
+from icl_jax import config as config_lib, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.errors import NonFiniteLoss, UserError
 from icl_jax.training import loop, optimizer, step as step_lib
@@ -46,6 +46,34 @@ def test_train_step_is_one_adam_step_on_the_masked_mse_of_the_step_batch():
     for u, v in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(expected)):
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-7)
     assert int(new_state["step"]) == 1 and int(new_state["nonfinite_step"]) == -1
+
+
+def test_batch_splits_average_to_the_whole_batch_step():
+    """Parts differentiated independently give the batch's loss and Adam update."""
+    results = []
+    for splits in (1, 4):
+        c = small_config()
+        c.train.batch_splits = splits
+        task, tx, mesh = tasks.get_task(c.task), optimizer.make_optimizer(c.train), parallel.make_mesh()
+        spec = step_lib.state_spec(c, tx, mesh)
+        results.append(step_lib.make_train_step(c, spec, task, tx, mesh)(spec.init()))
+    (whole, whole_metrics), (split, split_metrics) = results
+    np.testing.assert_allclose(split_metrics["loss"], whole_metrics["loss"], rtol=1e-6)
+    for u, v in zip(jax.tree.leaves(split["params"]), jax.tree.leaves(whole["params"]), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-7)
+
+
+def test_batch_splits_auto_and_refused_values():
+    c = small_config()  # 16 prompts
+    assert step_lib.batch_splits(c) == (2 if jax.default_backend() == "cpu" else 1)
+    c.train.batch_size = 6
+    assert step_lib.batch_splits(c, n_shards=2) == 1  # 3 prompts per device: no halves
+    c.train.batch_splits = 2
+    with pytest.raises(UserError, match=r"train.batch_splits=2 does not divide the 3 prompts of each device's batch"):
+        step_lib.batch_splits(c, n_shards=2)
+    c.train.batch_splits = -1
+    with pytest.raises(UserError, match="train.batch_splits must be >= 0"):
+        config_lib.validate(c)
 
 
 def test_a_few_steps_lower_the_loss_on_held_out_prompts(tmp_path):
