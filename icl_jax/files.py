@@ -19,7 +19,7 @@ from icl_jax.errors import UserError
 # Keys that may change between a run and its resumption: they do not change the trained math
 # (train.steps only while the learning-rate schedule does not depend on it).
 RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every", "train.keep_last",
-                     "train.keep_every", "eval.", "parallel.")
+                     "train.keep_every", "train.batch_splits", "eval.", "parallel.")
 
 
 def write_atomic(path: str | pathlib.Path, data: str | bytes) -> None:

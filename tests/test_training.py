@@ -166,6 +166,9 @@ def test_a_different_config_in_the_same_workdir_is_refused(tmp_path):
     with pytest.raises(UserError, match="model.n_embd: 32 -> 64"):
         loop.train(c, tmp_path)
     assert (tmp_path / "config.json").read_text() == before
+    c.model.n_embd, c.train.batch_splits = 32, 4  # how, not what, it trains: accepted
+    assert int(loop.train(c, tmp_path)["step"]) == c.train.steps
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["batch_splits"] == 4
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
