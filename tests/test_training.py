@@ -76,6 +76,14 @@ def test_batch_splits_auto_and_refused_values():
         config_lib.validate(c)
 
 
+def test_a_split_that_does_not_divide_is_refused_before_anything_is_written(tmp_path):
+    c = small_config()  # 16 prompts
+    c.train.batch_splits = 3
+    with pytest.raises(UserError, match="train.batch_splits=3 does not divide the 16 prompts"):
+        loop.train(c, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_few_steps_lower_the_loss_on_held_out_prompts(tmp_path):
     c = small_config()
     c.train.steps, c.train.learning_rate, c.train.schedule = 150, 3e-3, "constant"

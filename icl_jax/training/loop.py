@@ -74,6 +74,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     config_lib.validate(config)
     mesh = parallel.make_mesh() if mesh is None else mesh
     parallel.check_batch_divides(config.train.batch_size, mesh)
+    step_lib.batch_splits(config, mesh.shape[parallel.DATA])  # refuses a bad split before writing
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files.record_run_config(workdir, config)

@@ -7,7 +7,7 @@ slice, and the values equal the single-device batch (partitionable threefry).
 
 On CPU each device's batch is differentiated as two independent halves (train.batch_splits):
 the mean of their gradients is the batch's, and XLA:CPU overlaps the two halves' operations,
-one's memory-bound layer norms and GELUs with the other's matmuls: 1.07–1.12× faster train
+one's memory-bound layer norms and GELUs with the other's matmuls: 1.06–1.12× faster train
 steps on 2 cores (benchmarks/README.md).
 """
 
