@@ -1,6 +1,7 @@
 """The benchmark scripts' arithmetic (never their timings: this machine is shared)."""
 
 import pathlib
+import sys
 
 import pytest
 
@@ -15,3 +16,33 @@ def test_standard_model_costs_313_gflop_per_step():
     """The field's figure for the standard size: 12 layers, width 256, batch 64, 82 tokens."""
     flops = load_module(ROOT / "benchmarks" / "train_step.py").model_flops(config_lib.default_config())
     assert flops == pytest.approx(313e9, rel=0.002)
+
+
+def _interpreter(tmp_path, body: str) -> str:
+    """A stand-in for --torch_python: an executable Python script with this body."""
+    path = tmp_path / "python"
+    path.write_text(f"#!{sys.executable}\nimport json, sys\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_pytorch_reference_trains_the_same_model_and_task(tmp_path):
+    """The reference is handed the preset's depth, heads and width and the task's shapes."""
+    against = load_module(ROOT / "benchmarks" / "against_pytorch.py")
+    echo = _interpreter(tmp_path, "print(json.dumps(sys.argv[1:]))")
+    config = config_lib.default_config()
+    config_lib.apply_model_preset(config, "small")
+    args = against.torch_step(echo, config, "compile", steps=5, warmup=2)
+    assert args[0].endswith("pytorch_model.py")
+    assert set(args[1:]) == {"--mode=compile", "--n_layer=6", "--n_head=4", "--n_embd=128", "--n_dims=20",
+                             "--n_points=41", "--batch_size=64", "--steps=5", "--warmup=2"}
+
+
+def test_pytorch_reference_without_torch_says_how_to_install_it(tmp_path):
+    against = load_module(ROOT / "benchmarks" / "against_pytorch.py")
+    no_torch = _interpreter(tmp_path, "sys.exit(\"ModuleNotFoundError: No module named 'torch'\")")
+    with pytest.raises(SystemExit, match=r"No module named 'torch'.*pip install torch transformers"):
+        against.check_torch(no_torch)
+    failing = _interpreter(tmp_path, "sys.exit('RuntimeError: out of memory')")
+    with pytest.raises(SystemExit, match="(?s)the PyTorch reference failed.*out of memory"):
+        against.torch_step(failing, config_lib.default_config(), "eager", steps=1, warmup=0)
