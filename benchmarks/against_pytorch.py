@@ -1,14 +1,17 @@
 """icl_jax's train step against the field's PyTorch model on the same task, in the same run.
 
-    python benchmarks/against_pytorch.py [--sizes=tiny,small,standard] [--steps=12]
+    python benchmarks/against_pytorch.py [--sizes=tiny,small,standard] [--rounds=6] [--turn=4]
                                          [--torch_python=PYTHON] [--modes=eager,compile]
 
-For each size, back to back: icl_jax's step (benchmarks/train_step.py's measurement, in this
-process), then the PyTorch model's step in eager mode and under torch.compile
+For each size: icl_jax's train step (built as `python -m icl_jax.train` builds it, in this
+process) and the PyTorch model's, in eager mode and under torch.compile
 (benchmarks/pytorch_model.py, each in a fresh process of --torch_python, an interpreter with
-torch and transformers installed; by default this one). Both train the reference linear task
-(d=20, 41 points, batch 64) with Adam and sample every batch inside the step. The last column
-is icl_jax's steps/s over the faster PyTorch mode's: above 1, icl_jax is faster.
+torch and transformers installed; by default this one). After each one's first step and
+warm-up, they take turns of a few steps each (--rounds, --turn), so a change in the machine's
+load hits all alike; the first step of each turn, which finds the caches holding the other
+process's data, is not timed. All train the reference linear task (d=20, 41 points, batch 64) with Adam and sample
+every batch inside the step. The last column is icl_jax's steps/s over the faster PyTorch
+mode's: above 1, icl_jax is faster.
 
 PyTorch runs in the process a researcher would start (no icl_jax.cpu_process memory settings:
 they did not change its speed here) with torch's own thread count, and compiles into an empty
@@ -25,9 +28,11 @@ if __name__ == "__main__":  # the process `python -m icl_jax.train` runs in (hos
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -49,24 +54,51 @@ def check_torch(python: str) -> None:
                          "`pip install torch transformers`, or pass --torch_python=<an interpreter that has them>.")
 
 
-def torch_step(python: str, config, mode: str, steps: int, warmup: int) -> dict:
-    """The PyTorch model's timings for this config's model and task, from a fresh process."""
-    m, task = config.model, config.task
-    args = dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, n_dims=task.n_dims,
-                n_points=task.n_points, batch_size=config.train.batch_size, steps=steps, warmup=warmup)
-    command = [python, str(TORCH_MODEL), f"--mode={mode}", *(f"--{k}={v}" for k, v in args.items())]
-    with tempfile.TemporaryDirectory() as cache:  # compiled from scratch, as icl_jax's first step is
+class TorchStep:
+    """The PyTorch model's train step for this config's model and task, in a fresh process of
+    `python` (pytorch_model.py --serve); steps(n) runs n and returns their seconds."""
+
+    def __init__(self, python: str, config, mode: str, warmup: int):
+        m, task = config.model, config.task
+        args = dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, n_dims=task.n_dims,
+                    n_points=task.n_points, batch_size=config.train.batch_size, warmup=warmup)
+        self.command = [python, str(TORCH_MODEL), f"--mode={mode}", "--serve", *(f"--{k}={v}" for k, v in args.items())]
+        self._cache = tempfile.TemporaryDirectory()  # compiled from scratch, as icl_jax's first step is
+        self._stderr = tempfile.TemporaryFile("w+")
         env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "XLA_FLAGS")}
-        done = subprocess.run(command, env=env | {"TORCHINDUCTOR_CACHE_DIR": cache}, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"the PyTorch reference failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        self._process = subprocess.Popen(self.command, env=env | {"TORCHINDUCTOR_CACHE_DIR": self._cache.name},
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        self.about = json.loads(self._reply())
+
+    def _reply(self) -> str:
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait()
+            self._stderr.seek(0)
+            raise SystemExit(f"the PyTorch reference failed ({' '.join(self.command)}):\n{self._stderr.read()[-3000:]}")
+        return line
+
+    def steps(self, n: int) -> list[float]:
+        self._process.stdin.write(f"{n}\n")
+        self._process.stdin.flush()
+        return json.loads(self._reply())
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        self._process.wait()
+        self._stderr.close()
+        self._cache.cleanup()
+
+
+def _steps_per_s(times: list[float]) -> str:
+    return f"{1 / statistics.median(times):>6.2f} ({1 / max(times):.2f}-{1 / min(times):.2f})"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="tiny,small,standard")
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per size and library (after warm-up)")
+    parser.add_argument("--rounds", type=int, default=6, help="turns each library takes per size, after warm-up")
+    parser.add_argument("--turn", type=int, default=4, help="steps per turn; all but the first are timed")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--modes", default="eager,compile", help="PyTorch modes: eager, compile")
     parser.add_argument("--torch_python", default=sys.executable, help="an interpreter with torch and transformers")
@@ -74,28 +106,44 @@ def main():
     modes = args.modes.split(",")
     if not modes or set(modes) - {"eager", "compile"}:
         raise SystemExit(f"--modes takes eager and/or compile, not {args.modes!r}")
+    if args.rounds < 1 or args.turn < 2:
+        raise SystemExit("--rounds must be at least 1 and --turn at least 2 (a turn's first step is not timed)")
 
     check_torch(args.torch_python)
     peak = train_step.matmul_peak_gflops()
     print(f"jax {jax.__version__}, {jax.device_count()} CPU device; float32 matmul 2048², best of 10: "
           f"jnp.dot {peak:.1f} GFLOP/s")
-    header = f"{'size':>9} {'icl_jax':>8} " + " ".join(f"{'torch ' + m:>14}" for m in modes) + f" {'icl_jax ÷ torch':>15}"
-    print("steps/s, median (min-max) of the timed steps\n" + header)
+    header = f"{'size':>9} {'icl_jax':>19} " + " ".join(f"{'torch ' + m:>19}" for m in modes) + f" {'icl_jax ÷ torch':>15}"
+    print(f"steps/s, median (min-max) of {args.rounds} turns × {args.turn - 1} timed steps each\n" + header)
     torch_peaks = []
     for size in args.sizes.split(","):
         config = config_lib.default_config()  # the reference linear task
         config_lib.apply_model_preset(config, size)
-        ours = train_step.benchmark(config, args.steps, args.warmup)
-        theirs = {m: torch_step(args.torch_python, config, m, args.steps, args.warmup) for m in modes}
-        torch_peaks += [t["matmul_gflops"] for t in theirs.values()]
-        best = max(t["steps_per_s"] for t in theirs.values())
-        cells = " ".join(f"{t['steps_per_s']:>6.2f} ({t['min_steps_per_s']:.2f}-{t['max_steps_per_s']:.2f})"
-                         for t in theirs.values())
-        print(f"{size:>9} {ours['steps_per_s']:>8.2f} {cells} {ours['steps_per_s'] / best:>14.2f}×", flush=True)
-        for m, t in theirs.items():
-            print(f"{'':>9} torch {m}: first step {t['first_step_s']:.1f} s (icl_jax {ours['first_step_s']:.1f} s)")
-    info = next(iter(theirs.values()))
-    print(f"torch {info['torch']}, {info['threads']} threads, attention {info['attention']}; torch.matmul 2048² "
+        ours, state, ours_first, _ = train_step.first_step(config)
+        theirs = {m: TorchStep(args.torch_python, config, m, args.warmup) for m in modes}
+        for _ in range(args.warmup):
+            state, metrics = ours(state)
+        jax.block_until_ready(metrics["loss"])
+        times = {"icl_jax": []} | {m: [] for m in modes}
+        for _ in range(args.rounds):  # the first step of each turn finds the caches cold: untimed
+            for _ in range(args.turn):
+                start = time.perf_counter()
+                state, metrics = ours(state)
+                jax.block_until_ready(metrics["loss"])
+                times["icl_jax"].append(time.perf_counter() - start)
+            del times["icl_jax"][-args.turn]
+            for m, t in theirs.items():
+                times[m] += t.steps(args.turn)[1:]
+        for t in theirs.values():
+            t.close()
+        torch_peaks += [t.about["matmul_gflops"] for t in theirs.values()]
+        best = min(statistics.median(times[m]) for m in modes)
+        print(f"{size:>9} " + " ".join(_steps_per_s(t) for t in times.values())
+              + f" {best / statistics.median(times['icl_jax']):>14.2f}×", flush=True)
+        print(f"{'':>9} first step: icl_jax {ours_first:.1f} s, "
+              + ", ".join(f"torch {m} {t.about['first_step_s']:.1f} s" for m, t in theirs.items()))
+    about = next(iter(theirs.values())).about
+    print(f"torch {about['torch']}, {about['threads']} threads, attention {about['attention']}; torch.matmul 2048² "
           f"{min(torch_peaks):.0f}-{max(torch_peaks):.0f} GFLOP/s; jnp.dot at the end {train_step.matmul_peak_gflops():.1f}")
 
 

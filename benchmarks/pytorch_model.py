@@ -11,7 +11,9 @@ sampled on the host, the squared error of every prediction, Adam. `--mode=compil
 model in torch.compile (inductor), as a researcher would.
 
 Prints one JSON line: torch's version and threads, its 2048² float32 matmul GFLOP/s, time to
-the first step, and steps/s (median, min, max over the timed steps after warm-up).
+the first step, and steps/s (median, min, max over the timed steps after warm-up). With
+--serve it prints that line without the steps/s after the warm-up, then for each line n it
+reads runs n steps and prints their seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -60,6 +63,8 @@ def main():
                           ("batch_size", 64), ("steps", 20), ("warmup", 3)]:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--mode", choices=["eager", "compile"], default="compile")
+    parser.add_argument("--serve", action="store_true",
+                        help="after the warm-up, run n steps per line n read from stdin, and print their seconds")
     args = parser.parse_args()
 
     peak = matmul_gflops()
@@ -68,7 +73,8 @@ def main():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     forward = torch.compile(model) if args.mode == "compile" else model
 
-    def train_step() -> None:
+    def train_step() -> float:
+        start = time.perf_counter()
         xs = torch.randn(args.batch_size, args.n_points, args.n_dims)
         w = torch.randn(args.batch_size, args.n_dims, 1)
         ys = (xs @ w)[:, :, 0]
@@ -76,21 +82,21 @@ def main():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        return time.perf_counter() - start
 
-    start = time.perf_counter()
-    train_step()
-    first_step = time.perf_counter() - start
+    first_step = train_step()
     for _ in range(args.warmup):
         train_step()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        train_step()
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "matmul_gflops": peak,
-                      "attention": model._backbone.config._attn_implementation, "first_step_s": first_step,
-                      "steps_per_s": 1 / statistics.median(times), "min_steps_per_s": 1 / max(times),
-                      "max_steps_per_s": 1 / min(times)}))
+    about = {"torch": torch.__version__, "threads": torch.get_num_threads(), "matmul_gflops": peak,
+             "attention": model._backbone.config._attn_implementation, "first_step_s": first_step}
+    if args.serve:  # benchmarks/against_pytorch.py interleaves these steps with icl_jax's
+        print(json.dumps(about), flush=True)
+        for line in sys.stdin:
+            print(json.dumps([train_step() for _ in range(int(line))]), flush=True)
+        return
+    times = [train_step() for _ in range(args.steps)]
+    print(json.dumps(about | {"steps_per_s": 1 / statistics.median(times), "min_steps_per_s": 1 / max(times),
+                              "max_steps_per_s": 1 / min(times)}))
 
 
 if __name__ == "__main__":

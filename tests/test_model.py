@@ -5,7 +5,7 @@ import pytest
 from flax import nnx
 
 from icl_jax import config as config_lib
-from icl_jax.models import tokens, transformer
+from icl_jax.models import attention, tokens, transformer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,6 +99,42 @@ def test_block_is_the_gpt2_block(tiny_config, attention_impl):
     nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
     nnx.update(block, state)
     params = jax.tree.map(lambda a: a.astype(np.float64), params)
-    h = g.standard_normal((3, 7, tiny_config.model.n_embd)).astype(np.float32)
+    h = g.standard_normal((3, 8, tiny_config.model.n_embd)).astype(np.float32)
     expected = _numpy_gpt2_block(params, h.astype(np.float64), tiny_config.model.n_head)
     np.testing.assert_allclose(np.asarray(jax.jit(lambda x: block(x))(h)), expected, rtol=1e-4, atol=1e-4)
+    # the last block's form: the same block, its output at every second token alone
+    at_x = np.asarray(jax.jit(lambda x: block(x, 2))(h))
+    np.testing.assert_allclose(at_x, expected[:, ::2], rtol=1e-4, atol=1e-4)
+
+
+def test_attention_of_every_second_query_is_those_rows_of_full_attention():
+    """Fewer queries than keys: query i at position 2i, causal still; values and gradients are
+    the full attention's rows."""
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 3, 10, 4)) for i in range(3))
+    do = jax.random.normal(jax.random.key(3), (2, 3, 5, 4))
+    full = lambda q, k, v: attention.causal_attention(q, k, v)[:, :, ::2]
+    rows = lambda q, k, v: attention.causal_attention(q[:, :, ::2], k, v)
+    (out_full, vjp_full), (out_rows, vjp_rows) = jax.vjp(full, q, k, v), jax.vjp(rows, q, k, v)
+    np.testing.assert_allclose(out_rows, out_full, rtol=1e-5, atol=1e-6)
+    for g_rows, g_full in zip(vjp_rows(do), vjp_full(do)):
+        np.testing.assert_allclose(g_rows, g_full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(attention.causal_mask(2, 4), [[1, 0, 0, 0], [1, 1, 1, 0]])
+    with pytest.raises(ValueError, match="3 queries are not every n-th of 10 tokens"):
+        attention.causal_attention(q[:, :, :3], k, v)
+
+
+@pytest.mark.parametrize("switches", [dict(attention_impl="einsum"), dict(attention_impl="xla"),
+                                      dict(scan_layers=True, remat=True), dict(label_classes=3)])
+def test_last_block_at_the_x_tokens_alone_trains_as_the_whole_model(switches):
+    """model(x, y) computes its last block at the x tokens only; trace() runs every block on
+    every token and reads the x tokens. Outputs and parameter gradients agree."""
+    model = transformer.Transformer(4, 6, 32, 2, 2, rngs=nnx.Rngs(params=0), **switches)
+    x = jax.random.normal(jax.random.key(1), (3, 6, 4))
+    y = jax.random.randint(jax.random.key(2), (3, 6), 0, 3).astype(jnp.float32)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    loss = lambda p, run: jnp.sum(run(nnx.merge(graphdef, p, rest)) ** 2)
+    whole, whole_grad = jax.value_and_grad(loss)(params, lambda m: m.trace(x, y).yhat_BxK)
+    at_x, at_x_grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, lambda m: m(x, y))
+    np.testing.assert_allclose(at_x, whole, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(at_x_grad), jax.tree.leaves(whole_grad)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

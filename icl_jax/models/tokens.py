@@ -31,6 +31,9 @@ def interleave(x_BxKxD: jax.Array, y_BxK: jax.Array, type_channel: bool = False,
     return jnp.stack([x_BxKxD, y_BxKxW], axis=2).reshape(b, 2 * k, w)
 
 
+X_STRIDE = 2  # the x tokens are every second token, from the first
+
+
 def predictions_at_x(out_BxT: jax.Array) -> jax.Array:
     """The read-out at each x token is the prediction of that x's y: returns yhat_BxK."""
-    return out_BxT[:, 0::2]
+    return out_BxT[:, 0::X_STRIDE]
