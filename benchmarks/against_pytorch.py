@@ -9,9 +9,9 @@ process) and the PyTorch model's, in eager mode and under torch.compile
 torch and transformers installed; by default this one). After each one's first step and
 warm-up, they take turns of a few steps each (--rounds, --turn), so a change in the machine's
 load hits all alike; the first step of each turn, which finds the caches holding the other
-process's data, is not timed. All train the reference linear task (d=20, 41 points, batch 64) with Adam and sample
-every batch inside the step. The last column is icl_jax's steps/s over the faster PyTorch
-mode's: above 1, icl_jax is faster.
+process's data, is not timed. All train the reference linear task (d=20, 41 points, batch
+64) with Adam and sample every batch inside the step. The last column is icl_jax's steps/s
+over the faster PyTorch mode's: above 1, icl_jax is faster.
 
 PyTorch runs in the process a researcher would start (no icl_jax.cpu_process memory settings:
 they did not change its speed here) with torch's own thread count, and compiles into an empty
@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -121,17 +120,11 @@ def main():
         config_lib.apply_model_preset(config, size)
         ours, state, ours_first, _ = train_step.first_step(config)
         theirs = {m: TorchStep(args.torch_python, config, m, args.warmup) for m in modes}
-        for _ in range(args.warmup):
-            state, metrics = ours(state)
-        jax.block_until_ready(metrics["loss"])
+        _, state = train_step.timed_steps(ours, state, args.warmup)
         times = {"icl_jax": []} | {m: [] for m in modes}
         for _ in range(args.rounds):  # the first step of each turn finds the caches cold: untimed
-            for _ in range(args.turn):
-                start = time.perf_counter()
-                state, metrics = ours(state)
-                jax.block_until_ready(metrics["loss"])
-                times["icl_jax"].append(time.perf_counter() - start)
-            del times["icl_jax"][-args.turn]
+            turn, state = train_step.timed_steps(ours, state, args.turn)
+            times["icl_jax"] += turn[1:]
             for m, t in theirs.items():
                 times[m] += t.steps(args.turn)[1:]
         for t in theirs.values():

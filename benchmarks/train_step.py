@@ -66,7 +66,8 @@ def model_flops(config, every_token: bool = False) -> float:
     return dense + attention - skipped
 
 
-def _timed(fn, state, steps: int) -> tuple[list[float], object]:
+def timed_steps(fn, state, steps: int) -> tuple[list[float], object]:
+    """Runs `steps` steps state → fn(state); returns the seconds of each and the last state."""
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -100,13 +101,13 @@ def benchmark(config, steps: int, warmup: int) -> dict:
     mask_K = jnp.ones(task.n_points)
     update = jax.jit(step_lib.make_update(config, spec, tx, n_shards=mesh.shape[parallel.DATA]), donate_argnums=0)
     fixed = lambda s: update(s, prompts, mask_K)
-    _, state = _timed(train_step, state, warmup)
-    _, state = _timed(fixed, state, warmup + 1)
+    _, state = timed_steps(train_step, state, warmup)
+    _, state = timed_steps(fixed, state, warmup + 1)
     times, fixed_times = [], []
     for _ in range(steps):
-        t, state = _timed(train_step, state, 1)
+        t, state = timed_steps(train_step, state, 1)
         times += t
-        t, state = _timed(fixed, state, 1)
+        t, state = timed_steps(fixed, state, 1)
         fixed_times += t
 
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(spec.abstract["params"]))
