@@ -3,10 +3,10 @@
     python benchmarks/train_step.py [--sizes=tiny,small,standard] [--steps=20] [--config.model.X=...]
 
 For each model size on the reference linear task (d=20, 41 points, batch 64): parameters,
-model FLOPs per step (computed, and the field's count), time to the first step (init + compile + one step), steps/s (median,
-min, max over timed steps after warm-up), achieved GFLOP/s and its fraction of the peak
-(jnp.dot of 2048×2048 float32), and the share of step time spent sampling the batch inside
-the step (the same step fed a fixed batch).
+model FLOPs per step (computed, and the field's count), time to the first step (init +
+compile + one step), steps/s (median, min, max over timed steps after warm-up), achieved
+GFLOP/s and its fraction of the peak (jnp.dot of 2048×2048 float32), and the share of step
+time spent sampling the batch inside the step (the same step fed a fixed batch).
 
 FLOPs per step (forward + backward = 3 × forward, matmuls only; LayerNorm, softmax, GELU and
 Adam are not counted): tokens T = 2K per prompt, width E, L layers, B prompts, token width D,
