@@ -11,8 +11,11 @@ time spent sampling the batch inside the step (the same step fed a fixed batch).
 FLOPs per step (forward + backward = 3 × forward, matmuls only; LayerNorm, softmax, GELU and
 Adam are not counted): tokens T = 2K per prompt, width E, L layers, B prompts, token width D,
   dense  = 6 · B·T · (L · 12E² + E·D + E)          (qkv 3E², out E², mlp 8E², read-in/out)
-  attn   = 6 · B · L · 2·T²·E                       (QKᵀ and AV, full T×T as computed)
+  attn   = 6 · B · L · 2·T²·E                       (QKᵀ and AV over the full T×T)
 is the field's count (313.2 GFLOP for the standard model): every token through every block.
+The attention term is a convention: the CPU kernel (icl_jax/kernels) skips the 16-key blocks
+above the causal diagonal and recomputes QKᵀ in the backward pass, so it executes about two
+thirds of it at T = 82 (the einsum core executes all of it).
 The model computes its last block's output at the K x tokens alone, the only ones read out
 (models/transformer.py), so the work done, which the GFLOP/s and the fraction of peak use, is
 that less the y tokens' share of the last block and read-out: their out and MLP products

@@ -71,7 +71,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.compute_dtype = "float32"  # or bfloat16: matmuls only; parameters stay float32
     c.model.remat = False  # recompute each block in the backward pass (memory for compute)
     c.model.scan_layers = False  # scan one block over stacked layers: depth-independent compile
-    c.model.attention_impl = "auto"  # einsum on CPU, else jax.nn.dot_product_attention's choice; or einsum | xla | cudnn
+    c.model.attention_impl = "auto"  # CPU: the C++ kernel where a compiler builds it, else einsum; elsewhere jax.nn.dot_product_attention's choice; or cpu_kernel | einsum | xla | cudnn
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 500_000
@@ -179,8 +179,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise UserError(f"train.loss_positions must be 'all' or 'last', got {tr.loss_positions!r}")
     if m.compute_dtype not in ("float32", "bfloat16"):
         raise UserError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
-    if m.attention_impl not in ("auto", "einsum", "xla", "cudnn"):
-        raise UserError(f"model.attention_impl must be 'auto', 'einsum', 'xla' or 'cudnn', got {m.attention_impl!r}")
+    if m.attention_impl not in ("auto", "cpu_kernel", "einsum", "xla", "cudnn"):
+        raise UserError("model.attention_impl must be 'auto', 'cpu_kernel', 'einsum', 'xla' or 'cudnn', "
+                        f"got {m.attention_impl!r}")
     if m.n_embd % m.n_head:
         raise UserError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
     if tr.schedule not in ("constant", "cosine"):

@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from icl_jax import parallel, tasks  # noqa: E402
 from icl_jax.errors import UserError  # noqa: E402
+from icl_jax.kernels import build  # noqa: E402
 from icl_jax.training import loop, optimizer, step as step_lib  # noqa: E402
 from tests.conftest import small_config  # noqa: E402
 
@@ -29,6 +30,14 @@ def _config(**train):
     c.train.steps, c.train.batch_size, c.train.checkpoint_every = 20, 16, 10
     c.train.update(train)
     return c
+
+
+def _cpu_kernel_builds() -> bool:
+    try:
+        build.load("causal_attention_cpu")
+        return True
+    except build.KernelUnavailable:
+        return False
 
 
 def _assert_close(a, b, rtol=1e-4, atol=5e-5):
@@ -109,6 +118,9 @@ def split_batch_stays_on_its_devices(workdir: pathlib.Path) -> None:
     hlo = step_lib.make_train_step(c, spec, task, tx, EIGHT).lower(spec.abstract).compile().as_text()
     collectives = re.findall(r"(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)[(-]", hlo)
     assert set(collectives) == {"all-reduce"}, collectives
+    if _cpu_kernel_builds():  # the C++ attention kernel too runs on each device's own prompts
+        # q of one device's half: 16 prompts / 8 devices / 2 halves, 2 heads, 14 tokens, width 16
+        assert "icl_causal_attention_cpu_forward" in hlo and "f32[1,2,14,16]" in hlo
     whole = loop.train(_config(batch_splits=1), workdir / "whole", mesh=EIGHT)
     split = loop.train(c, workdir / "split", mesh=EIGHT)
     _assert_close(whole["params"], split["params"])

@@ -86,7 +86,7 @@ def _numpy_gpt2_block(p, h_BxTxE, n_head):
     return h + gelu @ p["mlp_out"]["kernel"] + p["mlp_out"]["bias"]
 
 
-@pytest.mark.parametrize("attention_impl", ["einsum", "xla"])
+@pytest.mark.parametrize("attention_impl", ["einsum", "xla", "cpu_kernel"])
 def test_block_is_the_gpt2_block(tiny_config, attention_impl):
     tiny_config.model.attention_impl = attention_impl
     model = transformer.build(tiny_config, jax.random.key(0))
@@ -124,6 +124,7 @@ def test_attention_of_every_second_query_is_those_rows_of_full_attention():
 
 
 @pytest.mark.parametrize("switches", [dict(attention_impl="einsum"), dict(attention_impl="xla"),
+                                      dict(attention_impl="cpu_kernel"),
                                       dict(scan_layers=True, remat=True), dict(label_classes=3)])
 def test_last_block_at_the_x_tokens_alone_trains_as_the_whole_model(switches):
     """model(x, y) computes its last block at the x tokens only; trace() runs every block on

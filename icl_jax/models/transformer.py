@@ -17,6 +17,8 @@ import ml_collections
 from flax import nnx
 
 from icl_jax import tasks
+from icl_jax.errors import UserError
+from icl_jax.kernels import causal_attention_cpu
 from icl_jax.models import attention, tokens
 from icl_jax.models.trace import Trace
 
@@ -61,19 +63,23 @@ class Block(nnx.Module):
         """The attention sublayer's output at every stride-th token, MxE (N = B·T tokens in,
         M = N / stride out) in the compute dtype.
 
-        "einsum" (what "auto" picks on CPU) moves the heads major, BxHxTxF, so that every
-        product of the core is a plain batched matmul (models/attention.py); the moves keep
-        each head's F-wide rows whole, and only the kept queries enter the core. The other
-        choices call jax.nn.dot_product_attention, which picks fused kernels on GPU: those
-        take square causal attention, so the rows are dropped after it."""
+        On CPU ("auto") the core is the C++ kernel (kernels/causal_attention_cpu.py) where it
+        builds and takes the arrays (float32, head width a multiple of 16), else "einsum":
+        plain batched matmuls (models/attention.py). Both take heads-major BxHxTxF arrays; the
+        moves keep each head's F-wide rows whole, and only the kept queries enter the core.
+        The other choices call jax.nn.dot_product_attention, which picks fused kernels on GPU:
+        those take square causal attention, so the rows are dropped after it."""
         n, e = h_NxE.shape
         qkv_BxTx3xHxF = self._qkv(h_NxE, b)
         impl = self.attention_impl
-        if impl == "einsum" or (impl is None and jax.default_backend() == "cpu"):
+        if impl in ("einsum", "cpu_kernel") or (impl is None and jax.default_backend() == "cpu"):
             q, k, v = qkv_BxTx3xHxF.transpose(2, 0, 3, 1, 4)
-            q = q[:, :, ::stride]
-            attended_BxHxTqxF = attention.causal_attention(q * (1 / math.sqrt(q.shape[-1])), k, v)
-            attended = attended_BxHxTqxF.transpose(0, 2, 1, 3)
+            q = q[:, :, ::stride] * (1 / math.sqrt(q.shape[-1]))
+            unsupported = None if impl == "einsum" else causal_attention_cpu.unsupported(q, k)
+            if impl == "cpu_kernel" and unsupported:
+                raise UserError(f"model.attention_impl='cpu_kernel' cannot run: {unsupported}")
+            core = attention.causal_attention if unsupported or impl == "einsum" else causal_attention_cpu.causal_attention
+            attended = core(q, k, v).transpose(0, 2, 1, 3)
         else:
             q, k, v = (qkv_BxTx3xHxF[:, :, j] for j in range(3))
             attended = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)[:, ::stride]
@@ -99,8 +105,9 @@ class Transformer(nnx.Module):
     `compute_dtype` (bfloat16 matmuls, float32 parameters and residual stream), `remat`
     (recompute each block in the backward pass), `scan_layers` (one compiled block scanned
     over stacked parameters: compile time independent of depth), `attention_impl` (None: the
-    einsum core on CPU, elsewhere jax.nn.dot_product_attention's pick, e.g. cuDNN's fused
-    kernel on GPU; or "einsum", "xla", "cudnn")."""
+    C++ kernel on CPU where it builds, else the einsum core; elsewhere
+    jax.nn.dot_product_attention's pick, e.g. cuDNN's fused kernel on GPU; or "cpu_kernel",
+    "einsum", "xla", "cudnn")."""
 
     def __init__(self, n_dims: int, n_positions: int, n_embd: int, n_layer: int, n_head: int,
                  type_channel: bool = False, compute_dtype: str = "float32", remat: bool = False,

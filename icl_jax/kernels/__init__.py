@@ -1,0 +1,1 @@
+"""C++ kernels for XLA:CPU, built for the host on first use (build.py)."""

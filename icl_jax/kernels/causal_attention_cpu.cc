@@ -1,0 +1,348 @@
+// Causal softmax attention for XLA:CPU, forward and backward, one (prompt, head) at a time in
+// cache: the FlashAttention recipe (Dao et al. 2022) at the sizes of in-context learning,
+// where a head's whole T×T weight matrix fits in L1/L2 and needs no tiling over keys.
+//
+// Legend: N = all leading dims (batch·heads), Tq queries, T keys, F head width (a multiple of
+// 16), s = T / Tq (query i sits at position s·i and sees keys j <= s·i), Tp = T rounded up to
+// 16 (one row of weights is Tp/16 vectors).
+//
+// Forward saves each query's log-sum-exp alone; the backward pass recomputes the weights from
+// it, so no N×Tq×T tensor ever reaches memory. Key blocks entirely above the causal diagonal
+// are skipped. Work is spread over XLA's intra-op thread pool in chunks that whichever thread
+// is free claims; the calling thread never waits for a helper that has not started (two such
+// calls waiting on each other's queued helpers would deadlock a 2-thread pool).
+//
+// Built on first use by icl_jax/kernels/build.py with the host's C++ compiler
+// (-O3 -march=native); GCC/Clang vector extensions give 16-float vectors on any x86/ARM
+// target.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+typedef float vec __attribute__((vector_size(64)));
+constexpr int64_t W = 16;  // floats per vec
+constexpr int64_t R = 8;   // rows per register block
+
+inline vec load(const float* p) {
+  vec v;
+  std::memcpy(&v, p, sizeof(vec));
+  return v;
+}
+inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
+inline vec splat(float x) { return vec{} + x; }
+
+// exp for x <= 0 (arguments here are logits minus their row maximum): Cody–Waite reduction
+// x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial; relative error ~2 ulp.
+inline vec exp_nonpositive(vec x) {
+  x = x < -87.0f ? splat(-87.0f) : x;  // below this exp is 0 to float32 anyway
+  vec n = x * 1.44269504088896341f;
+  // round to nearest via the 1.5·2^23 trick
+  n = (n + 12582912.0f) - 12582912.0f;
+  vec r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vec p = splat(1.9875691500E-4f);
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  typedef int32_t ivec __attribute__((vector_size(64)));
+  ivec bits = __builtin_convertvector(n, ivec) + 127;
+  bits = bits << 23;
+  vec scale;
+  std::memcpy(&scale, &bits, sizeof(vec));
+  vec out = p * scale;
+  return x <= -87.0f ? splat(0.0f) : out;
+}
+
+inline float hsum(vec v) {
+  float s = 0.0f;
+  for (int64_t l = 0; l < W; ++l) s += v[l];
+  return s;
+}
+inline float hmax(vec v) {
+  float m = v[0];
+  for (int64_t l = 1; l < W; ++l) m = std::max(m, v[l]);
+  return m;
+}
+
+struct Shape {
+  int64_t n, tq, t, f, s, tp;
+  int64_t visible(int64_t i) const { return std::min(t, s * i + 1); }  // keys query i sees
+  int64_t first_query(int64_t j) const { return (j + s - 1) / s; }    // first query seeing key j
+};
+
+// out[i][0:Tp] = a[i]·bT[:, 0:Tp] for rows i in [0, tq), vectors only up to each row block's
+// last visible key (the rest of the row is never read).
+template <int64_t ROWS>
+inline void rows_times_transposed_block(const Shape& sh, const float* a, const float* bT, float* out,
+                                        int64_t rows, int64_t blocks) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    vec acc[ROWS] = {};
+    for (int64_t f = 0; f < sh.f; ++f) {
+      const vec col = load(bT + f * sh.tp + b * W);
+      for (int64_t r = 0; r < ROWS; ++r)
+        if (ROWS == R || r < rows) acc[r] += a[r * sh.f + f] * col;
+    }
+    for (int64_t r = 0; r < ROWS; ++r)
+      if (ROWS == R || r < rows) store(out + r * sh.tp + b * W, acc[r]);
+  }
+}
+
+void rows_times_transposed(const Shape& sh, const float* a, const float* bT, float* out) {
+  for (int64_t i0 = 0; i0 < sh.tq; i0 += R) {
+    const int64_t rows = std::min(R, sh.tq - i0);
+    const int64_t blocks = (sh.visible(i0 + rows - 1) + W - 1) / W;
+    if (rows == R)
+      rows_times_transposed_block<R>(sh, a + i0 * sh.f, bT, out + i0 * sh.tp, rows, blocks);
+    else
+      rows_times_transposed_block<R - 1>(sh, a + i0 * sh.f, bT, out + i0 * sh.tp, rows, blocks);
+  }
+}
+
+// out[i] = Σ_j w[i][j]·b[j] over the keys row i sees (w is zero beyond them within a block).
+void weights_times_rows(const Shape& sh, const float* w, const float* b, float* out) {
+  const int64_t fv = sh.f / W;
+  for (int64_t i0 = 0; i0 < sh.tq; i0 += R) {
+    const int64_t rows = std::min(R, sh.tq - i0);
+    const int64_t keys = sh.visible(i0 + rows - 1);
+    for (int64_t c = 0; c < fv; ++c) {
+      vec acc[R] = {};
+      for (int64_t j = 0; j < keys; ++j) {
+        const vec bj = load(b + j * sh.f + c * W);
+        for (int64_t r = 0; r < R; ++r)
+          if (r < rows) acc[r] += w[(i0 + r) * sh.tp + j] * bj;
+      }
+      for (int64_t r = 0; r < rows; ++r) store(out + (i0 + r) * sh.f + c * W, acc[r]);
+    }
+  }
+}
+
+// out[j] = Σ_i w[i][j]·a[i] over the queries that see key j.
+void transposed_weights_times_rows(const Shape& sh, const float* w, const float* a, float* out) {
+  const int64_t fv = sh.f / W;
+  for (int64_t j0 = 0; j0 < sh.t; j0 += R) {
+    const int64_t keys = std::min(R, sh.t - j0);
+    for (int64_t c = 0; c < fv; ++c) {
+      vec acc[R] = {};
+      for (int64_t i = sh.first_query(j0); i < sh.tq; ++i) {
+        const vec ai = load(a + i * sh.f + c * W);
+        const float* wi = w + i * sh.tp + j0;
+        for (int64_t r = 0; r < R; ++r)
+          if (r < keys) acc[r] += wi[r] * ai;
+      }
+      for (int64_t r = 0; r < keys; ++r) store(out + (j0 + r) * sh.f + c * W, acc[r]);
+    }
+  }
+}
+
+void transpose_padded(const Shape& sh, const float* x, float* xT) {
+  for (int64_t f = 0; f < sh.f; ++f) {
+    float* row = xT + f * sh.tp;
+    for (int64_t j = 0; j < sh.t; ++j) row[j] = x[j * sh.f + f];
+    for (int64_t j = sh.t; j < sh.tp; ++j) row[j] = 0.0f;
+  }
+}
+
+// Zeroes row i's entries past its visible keys, up to the end of their last vector.
+inline int64_t mask_tail(const Shape& sh, float* row, int64_t i) {
+  const int64_t keys = sh.visible(i);
+  const int64_t end = (keys + W - 1) / W * W;
+  for (int64_t j = keys; j < end; ++j) row[j] = 0.0f;
+  return end;
+}
+
+struct Scratch {
+  std::vector<float> kT, vT, p, ds;
+  explicit Scratch(const Shape& sh)
+      : kT(sh.f * sh.tp), vT(sh.f * sh.tp), p(sh.tq * sh.tp), ds(sh.tq * sh.tp) {}
+};
+
+void forward_one(const Shape& sh, Scratch& sc, const float* q, const float* k, const float* v,
+                 float* o, float* lse) {
+  transpose_padded(sh, k, sc.kT.data());
+  float* p = sc.p.data();
+  rows_times_transposed(sh, q, sc.kT.data(), p);
+  for (int64_t i = 0; i < sh.tq; ++i) {
+    float* row = p + i * sh.tp;
+    const int64_t keys = sh.visible(i);
+    float m = -INFINITY;
+    for (int64_t j = 0; j < keys; ++j) m = std::max(m, row[j]);
+    const int64_t end = mask_tail(sh, row, i);
+    vec sum = {};
+    for (int64_t j = 0; j < end; j += W) {
+      vec e = exp_nonpositive(load(row + j) - m);
+      if (j + W > keys) {
+        for (int64_t l = keys - j; l < W; ++l) e[l] = 0.0f;
+      }
+      store(row + j, e);
+      sum += e;
+    }
+    const float total = hsum(sum);
+    const float inv = 1.0f / total;
+    for (int64_t j = 0; j < end; j += W) store(row + j, load(row + j) * inv);
+    lse[i] = m + std::log(total);
+  }
+  weights_times_rows(sh, p, v, o);
+}
+
+void backward_one(const Shape& sh, Scratch& sc, const float* q, const float* k, const float* v,
+                  const float* o, const float* lse, const float* dout, float* dq, float* dk,
+                  float* dv) {
+  transpose_padded(sh, k, sc.kT.data());
+  transpose_padded(sh, v, sc.vT.data());
+  float* p = sc.p.data();
+  float* ds = sc.ds.data();
+  rows_times_transposed(sh, q, sc.kT.data(), p);      // logits
+  rows_times_transposed(sh, dout, sc.vT.data(), ds);  // dp
+  for (int64_t i = 0; i < sh.tq; ++i) {
+    float* prow = p + i * sh.tp;
+    float* drow = ds + i * sh.tp;
+    const int64_t keys = sh.visible(i);
+    const int64_t end = mask_tail(sh, prow, i);
+    mask_tail(sh, drow, i);
+    vec od = {};
+    for (int64_t c = 0; c < sh.f; c += W) od += load(o + i * sh.f + c) * load(dout + i * sh.f + c);
+    const float delta = hsum(od);  // Σ_j p_ij·dp_ij = o_i·do_i
+    for (int64_t j = 0; j < end; j += W) {
+      vec e = exp_nonpositive(load(prow + j) - lse[i]);
+      if (j + W > keys) {
+        for (int64_t l = keys - j; l < W; ++l) e[l] = 0.0f;
+      }
+      store(prow + j, e);
+      store(drow + j, e * (load(drow + j) - delta));
+    }
+  }
+  weights_times_rows(sh, ds, k, dq);
+  transposed_weights_times_rows(sh, ds, q, dk);
+  transposed_weights_times_rows(sh, p, dout, dv);
+}
+
+// Runs body(first, last, scratch) over [0, n) in chunks on the pool and the calling thread.
+template <typename Body>
+void parallel_over(ffi::ThreadPool& pool, const Shape& sh, Body body) {
+  struct State {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    int64_t n, chunk;
+  };
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  auto state = std::make_shared<State>();
+  state->n = sh.n;
+  state->chunk = std::max<int64_t>(1, sh.n / (threads * 8));
+  auto work = [state, sh, body]() {
+    std::unique_ptr<Scratch> sc;  // allocated once a chunk is claimed: a late helper claims none
+    for (;;) {
+      const int64_t first = state->next.fetch_add(state->chunk);
+      if (first >= state->n) return;
+      const int64_t last = std::min(state->n, first + state->chunk);
+      if (!sc) sc = std::make_unique<Scratch>(sh);
+      body(first, last, *sc);
+      state->done.fetch_add(last - first, std::memory_order_release);
+    }
+  };
+  for (int64_t h = 1; h < threads && state->chunk < sh.n; ++h) pool.Schedule(decltype(work)(work));
+  work();
+  // Only chunks already claimed by running helpers remain; they finish without us.
+  while (state->done.load(std::memory_order_acquire) < state->n) {
+    std::this_thread::yield();
+  }
+}
+
+ffi::Error check(const Shape& sh) {
+  if (sh.f % W != 0)
+    return ffi::Error::InvalidArgument("causal_attention_cpu: head width must be a multiple of 16");
+  if (sh.tq < 1 || sh.t % sh.tq != 0)
+    return ffi::Error::InvalidArgument("causal_attention_cpu: queries must be every n-th key");
+  return ffi::Error::Success();
+}
+
+Shape shape_of(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k) {
+  auto qd = q.dimensions();
+  auto kd = k.dimensions();
+  const int64_t rank = qd.size();
+  Shape sh;
+  sh.tq = qd[rank - 2];
+  sh.t = kd[rank - 2];
+  sh.f = qd[rank - 1];
+  sh.n = 1;
+  for (int64_t d = 0; d < rank - 2; ++d) sh.n *= qd[d];
+  sh.s = sh.tq > 0 ? sh.t / sh.tq : 1;
+  sh.tp = (sh.t + W - 1) / W * W;
+  return sh;
+}
+
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                   ffi::Buffer<ffi::F32> v, ffi::ResultBuffer<ffi::F32> o,
+                   ffi::ResultBuffer<ffi::F32> lse) {
+  const Shape sh = shape_of(q, k);
+  if (auto e = check(sh); e.failure()) return e;
+  const float* qp = q.typed_data();
+  const float* kp = k.typed_data();
+  const float* vp = v.typed_data();
+  float* op = o->typed_data();
+  float* lp = lse->typed_data();
+  parallel_over(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
+    for (int64_t x = first; x < last; ++x)
+      forward_one(sh, sc, qp + x * sh.tq * sh.f, kp + x * sh.t * sh.f, vp + x * sh.t * sh.f,
+                  op + x * sh.tq * sh.f, lp + x * sh.tq);
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> o,
+                    ffi::Buffer<ffi::F32> lse, ffi::Buffer<ffi::F32> dout,
+                    ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
+                    ffi::ResultBuffer<ffi::F32> dv) {
+  const Shape sh = shape_of(q, k);
+  if (auto e = check(sh); e.failure()) return e;
+  const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
+  const float *op = o.typed_data(), *lp = lse.typed_data(), *dop = dout.typed_data();
+  float *dqp = dq->typed_data(), *dkp = dk->typed_data(), *dvp = dv->typed_data();
+  parallel_over(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
+    for (int64_t x = first; x < last; ++x) {
+      const int64_t qo = x * sh.tq * sh.f, ko = x * sh.t * sh.f;
+      backward_one(sh, sc, qp + qo, kp + ko, vp + ko, op + qo, lp + x * sh.tq, dop + qo,
+                   dqp + qo, dkp + ko, dvp + ko);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(IclCausalAttentionForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(IclCausalAttentionBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());

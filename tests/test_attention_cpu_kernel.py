@@ -1,0 +1,202 @@
+"""The C++ attention kernel for XLA:CPU (icl_jax/kernels) against float64 autodiff, and its build.
+
+It needs a C++ compiler. Without one these tests skip, unless ICL_JAX_REQUIRE_CPU_KERNEL=1
+(.ci/run sets it, after making sure there is a compiler), where they fail instead.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from icl_jax.errors import UserError
+from icl_jax.kernels import build, causal_attention_cpu
+from icl_jax.models import transformer
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_built():
+    try:
+        build.load("causal_attention_cpu")
+    except build.KernelUnavailable as e:
+        if os.environ.get("ICL_JAX_REQUIRE_CPU_KERNEL") == "1":
+            raise
+        pytest.skip(f"the CPU attention kernel cannot be built here: {e}")
+
+
+def _plain_attention(q, k, v):
+    """Causal softmax attention as autodiff sees it, query i at position (T/Tq)·i."""
+    stride = k.shape[2] // q.shape[2]
+    visible = jnp.arange(k.shape[2])[None, :] <= stride * jnp.arange(q.shape[2])[:, None]
+    logits = jnp.where(visible, jnp.einsum("bhqf,bhkf->bhqk", q, k), -jnp.inf)
+    return jnp.einsum("bhqk,bhkf->bhqf", jax.nn.softmax(logits, axis=-1), v)
+
+
+@pytest.mark.parametrize("b,h,tq,t,f", [
+    (2, 4, 82, 82, 32),  # the reference task's prompts (41 points), small model's heads
+    (2, 4, 41, 82, 32),  # the last block: the x tokens' queries alone
+    (3, 2, 11, 22, 64),  # the laptop task, wider heads
+    (1, 1, 7, 7, 16),    # fewer keys than one vector
+    (1, 2, 17, 17, 48),  # one key past a vector, odd head count of vectors
+    (2, 1, 1, 1, 16),    # a single token
+    (1, 1, 5, 15, 16),   # every third token
+])
+def test_kernel_agrees_with_float64_autodiff(b, h, tq, t, f):
+    keys = jax.random.split(jax.random.key(b * 1000 + t), 4)
+    q = 2.0 * jax.random.normal(keys[0], (b, h, tq, f))  # logits of spread ~2√f: peaked weights
+    k, v = (jax.random.normal(key, (b, h, t, f)) for key in keys[1:3])
+    d_out = jax.random.normal(keys[3], (b, h, tq, f))
+    out, vjp = jax.vjp(jax.jit(causal_attention_cpu.causal_attention), q, k, v)
+    grads = vjp(d_out)
+    with jax.enable_x64(True):
+        as64 = [np.asarray(a, np.float64) for a in (q, k, v, d_out)]
+        out64, vjp64 = jax.vjp(_plain_attention, *as64[:3])
+        expected = [np.asarray(a) for a in (out64, *vjp64(as64[3]))]
+    for name, got, want in zip(("out", "dq", "dk", "dv"), (out, *grads), expected):
+        assert got.dtype == jnp.float32 and got.shape == want.shape, name
+        np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()),
+                                   err_msg=name)
+
+
+def test_keys_after_a_query_do_not_reach_it():
+    """Changing the last key and value moves only the queries that see it, and the key's own
+    gradient comes from those queries alone."""
+    q, k, v = (jax.random.normal(jax.random.key(i), (1, 2, 20, 16)) for i in range(3))
+    out = causal_attention_cpu.causal_attention(q, k, v)
+    moved = causal_attention_cpu.causal_attention(q, k.at[:, :, -1].add(1.0), v.at[:, :, -1].add(1.0))
+    np.testing.assert_array_equal(out[:, :, :-1], moved[:, :, :-1])
+    assert np.all(np.abs(out[:, :, -1] - moved[:, :, -1]) > 0)
+    only_first_query = jnp.zeros((1, 2, 20, 16)).at[:, :, 0].set(1.0)
+    _, vjp = jax.vjp(causal_attention_cpu.causal_attention, q, k, v)
+    _, dk, dv = vjp(only_first_query)
+    np.testing.assert_array_equal(dk, 0)  # the first query sees one key: its weight is 1, fixed
+    np.testing.assert_array_equal(dv[:, :, 1:], 0)
+    np.testing.assert_allclose(dv[:, :, 0], 1.0)
+
+
+def test_two_independent_calls_in_one_program_finish():
+    """Two kernels side by side (the train step's two batch halves) share XLA's 2-thread pool;
+    neither may wait on a helper the other's queue holds (tests/ time out if one does)."""
+    q, k, v = (jax.random.normal(jax.random.key(i), (16, 4, 82, 32)) for i in range(3))
+
+    @jax.jit
+    def both(q, k, v):
+        halves = [jax.grad(lambda q, k, v: jnp.sum(causal_attention_cpu.causal_attention(q, k, v) ** 2),
+                           argnums=(0, 1, 2))(q[i::2], k[i::2], v[i::2]) for i in range(2)]
+        return jax.tree.map(lambda a, b: a + b, *halves)
+
+    first = both(q, k, v)
+    for _ in range(20):
+        again = both(q, k, v)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)  # and the result does not depend on the threads' race
+
+
+def test_model_takes_the_kernel_on_cpu_and_agrees_with_einsum():
+    """attention_impl None (auto) picks the kernel on CPU for float32 and head width 16·n,
+    and the einsum core otherwise; the kernel's model computes the einsum model's numbers."""
+    x = jax.random.normal(jax.random.key(1), (4, 9, 3))
+    y = jax.random.normal(jax.random.key(2), (4, 9))
+
+    def run(impl, n_embd=32, n_head=2, **kw):
+        model = transformer.Transformer(3, 9, n_embd, 2, n_head, attention_impl=impl, rngs=nnx.Rngs(params=0), **kw)
+        graphdef, params = nnx.split(model, nnx.Param)
+        loss = lambda p: jnp.mean((nnx.merge(graphdef, p)(x, y) - y) ** 2)
+        jitted = jax.jit(jax.value_and_grad(loss))
+        hlo = jitted.lower(params).compile().as_text()
+        return jitted(params), "icl_causal_attention_cpu_forward" in hlo
+
+    (loss_k, grads_k), used = run(None)
+    assert used
+    (loss_e, grads_e), used = run("einsum")
+    assert not used
+    np.testing.assert_allclose(loss_k, loss_e, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads_k), jax.tree.leaves(grads_e)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert not run(None, n_embd=48, n_head=2)[1]  # head width 24: the einsum core
+    assert not run(None, compute_dtype="bfloat16")[1]
+    with pytest.raises(UserError, match="'cpu_kernel' cannot run: its head width must be a multiple of 16, got 24"):
+        run("cpu_kernel", n_embd=48, n_head=2)
+
+
+def test_kernel_is_built_once_and_reused(tmp_path, monkeypatch):
+    """The library is cached under a key of what it depends on: a second process finds it and
+    compiles nothing; nothing half-written is left beside it."""
+    log = tmp_path / "compiles.log"
+    wrapper = tmp_path / "cxx"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {" ".join(build.compiler())} "$@"\n')
+    wrapper.chmod(0o755)
+    env = dict(os.environ, CXX=str(wrapper), ICL_JAX_KERNEL_CACHE=str(tmp_path / "cache"))
+    script = "from icl_jax.kernels import build; print(build.library_path('causal_attention_cpu'))"
+    paths = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                            timeout=200).stdout.strip() for _ in range(2)]
+    assert paths[0] == paths[1] and pathlib.Path(paths[0]).is_file()
+    compiles = [line for line in log.read_text().splitlines() if "causal_attention_cpu.cc" in line]
+    assert len(compiles) == 1 and "-march=native" in compiles[0]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [pathlib.Path(paths[0]).name]
+
+
+def test_a_missing_or_failing_compiler_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICL_JAX_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    with pytest.raises(build.KernelUnavailable, match=r"the C\+\+ compiler failed to run .*no-such-c\+\+"):
+        build.library_path("causal_attention_cpu")
+    broken = tmp_path / "broken-c++"
+    broken.write_text('#!/bin/sh\ncase "$1" in --version) echo broken 1.0;; *) echo "error: no" >&2; exit 1;; esac\n')
+    broken.chmod(0o755)
+    monkeypatch.setenv("CXX", str(broken))
+    with pytest.raises(build.KernelUnavailable, match="(?s)compiling causal_attention_cpu.cc failed .*error: no"):
+        build.library_path("causal_attention_cpu")
+    assert not list(tmp_path.glob("*.so"))
+
+
+
+def test_vmap_maps_into_the_kernels_batch():
+    """The analyses vmap the model: a mapped axis (with an unmapped operand beside it, and
+    vmap inside vmap) gives each slice's own attention and gradients."""
+    q, k, v = (jax.random.normal(jax.random.key(i), (3, 2, 1, 2, 10, 16)) for i in range(3))
+    loss = lambda q, k, v: jnp.sum(jnp.sin(causal_attention_cpu.causal_attention(q, k, v)))
+    value_and_grads = jax.value_and_grad(loss, argnums=(0, 1, 2))
+    mapped = jax.jit(jax.vmap(value_and_grads, in_axes=(0, 0, None)))(q[:, 0], k[:, 0], v[0, 0])
+    nested = jax.jit(jax.vmap(jax.vmap(value_and_grads)))(q, k, v)
+    for i in range(3):
+        for j in range(2):
+            one = value_and_grads(q[i, j], k[i, j], v[i, j])
+            np.testing.assert_allclose(nested[0][i, j], one[0], rtol=1e-5)
+            for a, b in zip(nested[1], one[1]):
+                np.testing.assert_allclose(a[i, j], b, rtol=1e-5, atol=1e-6)
+        one = value_and_grads(q[i, 0], k[i, 0], v[0, 0])
+        np.testing.assert_allclose(mapped[0][i], one[0], rtol=1e-5)
+        for a, b in zip(mapped[1], one[1]):
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_falls_back_to_the_einsum_core_and_says_why(tmp_path):
+    """Where the kernel cannot be built, `auto` trains on the einsum core (the same numbers)
+    and says once why; `cpu_kernel` stops with the reason."""
+    script = """
+import sys, jax, jax.numpy as jnp
+from flax import nnx
+from icl_jax.errors import UserError
+from icl_jax.models import transformer
+x, y = jax.random.normal(jax.random.key(1), (2, 5, 3)), jax.random.normal(jax.random.key(2), (2, 5))
+run = lambda impl: transformer.Transformer(3, 5, 32, 2, 2, attention_impl=impl, rngs=nnx.Rngs(params=0))(x, y)
+assert jnp.array_equal(run(None), run("einsum")) and jnp.array_equal(run(None), run(None))
+try:
+    run("cpu_kernel")
+except UserError as e:
+    print(e)
+"""
+    env = dict(os.environ, CXX="false", ICL_JAX_KERNEL_CACHE=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("attention runs on the einsum core, slower: the CPU kernel is unavailable") == 1, r.stderr
+    assert "model.attention_impl='cpu_kernel' cannot run: the C++ compiler failed (false --version)" in r.stdout
