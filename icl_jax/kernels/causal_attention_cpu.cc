@@ -86,7 +86,8 @@ struct Shape {
 };
 
 // out[i][0:Tp] = a[i]·bT[:, 0:Tp] for rows i in [0, tq), vectors only up to each row block's
-// last visible key (the rest of the row is never read).
+// last visible key (the rest of the row is never read). Full blocks (ROWS == R) compile with
+// no per-row test in the inner loop (the isolated core: 2.2 -> 2.0 ms at small's shapes).
 template <int64_t ROWS>
 inline void rows_times_transposed_block(const Shape& sh, const float* a, const float* bT, float* out,
                                         int64_t rows, int64_t blocks) {
