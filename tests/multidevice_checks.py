@@ -119,8 +119,8 @@ def split_batch_stays_on_its_devices(workdir: pathlib.Path) -> None:
     collectives = re.findall(r"(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)[(-]", hlo)
     assert set(collectives) == {"all-reduce"}, collectives
     if _cpu_kernel_builds():  # the C++ attention kernel too runs on each device's own prompts
-        # q of one device's half: 16 prompts / 8 devices / 2 halves, 2 heads, 14 tokens, width 16
-        assert "icl_causal_attention_cpu_forward" in hlo and "f32[1,2,14,16]" in hlo
+        # the projection of one device's half: 16 prompts / 8 devices / 2 halves, 14 tokens, 2 heads
+        assert "icl_causal_attention_cpu_forward" in hlo and "f32[1,14,3,2,16]" in hlo
     whole = loop.train(_config(batch_splits=1), workdir / "whole", mesh=EIGHT)
     split = loop.train(c, workdir / "split", mesh=EIGHT)
     _assert_close(whole["params"], split["params"])

@@ -32,70 +32,75 @@ def kernel_built():
         pytest.skip(f"the CPU attention kernel cannot be built here: {e}")
 
 
-def _plain_attention(q, k, v):
-    """Causal softmax attention as autodiff sees it, query i at position (T/Tq)·i."""
-    stride = k.shape[2] // q.shape[2]
+def _plain_attention(qkv, stride, scale):
+    """Causal softmax attention as autodiff sees it, from the BxTx3xHxF projection: out_BxTqxHxF,
+    query i at token stride·i."""
+    q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+    q = q[:, :, ::stride]
     visible = jnp.arange(k.shape[2])[None, :] <= stride * jnp.arange(q.shape[2])[:, None]
-    logits = jnp.where(visible, jnp.einsum("bhqf,bhkf->bhqk", q, k), -jnp.inf)
-    return jnp.einsum("bhqk,bhkf->bhqf", jax.nn.softmax(logits, axis=-1), v)
+    logits = jnp.where(visible, scale * jnp.einsum("bhqf,bhkf->bhqk", q, k), -jnp.inf)
+    return jnp.einsum("bhqk,bhkf->bqhf", jax.nn.softmax(logits, axis=-1), v)
 
 
-@pytest.mark.parametrize("b,h,tq,t,f", [
-    (2, 4, 82, 82, 32),  # the reference task's prompts (41 points), small model's heads
-    (2, 4, 41, 82, 32),  # the last block: the x tokens' queries alone
-    (3, 2, 11, 22, 64),  # the laptop task, wider heads
-    (1, 1, 7, 7, 16),    # fewer keys than one vector
-    (1, 2, 17, 17, 48),  # one key past a vector, odd head count of vectors
-    (2, 1, 1, 1, 16),    # a single token
-    (1, 1, 5, 15, 16),   # every third token
+def _kernel(stride, scale=0.25):
+    return lambda qkv: causal_attention_cpu.causal_attention(qkv, stride, scale)
+
+
+@pytest.mark.parametrize("b,t,h,f,stride", [
+    (2, 82, 4, 32, 1),  # the reference task's prompts (41 points), small model's heads
+    (2, 82, 4, 32, 2),  # the last block: the x tokens' queries alone
+    (3, 22, 2, 64, 1),  # the laptop task, wider heads
+    (1, 7, 1, 16, 1),   # fewer keys than one vector
+    (1, 17, 2, 48, 1),  # one key past a vector, an odd count of vectors per head
+    (2, 1, 1, 16, 1),   # a single token
+    (1, 15, 1, 16, 3),  # every third token
 ])
-def test_kernel_agrees_with_float64_autodiff(b, h, tq, t, f):
-    keys = jax.random.split(jax.random.key(b * 1000 + t), 4)
-    q = 2.0 * jax.random.normal(keys[0], (b, h, tq, f))  # logits of spread ~2√f: peaked weights
-    k, v = (jax.random.normal(key, (b, h, t, f)) for key in keys[1:3])
-    d_out = jax.random.normal(keys[3], (b, h, tq, f))
-    out, vjp = jax.vjp(jax.jit(causal_attention_cpu.causal_attention), q, k, v)
-    grads = vjp(d_out)
+def test_kernel_agrees_with_float64_autodiff(b, t, h, f, stride):
+    keys = jax.random.split(jax.random.key(b * 1000 + t), 2)
+    qkv = 2.0 * jax.random.normal(keys[0], (b, t, 3, h, f))  # logits of spread ~4·√f·scale: peaked
+    d_out = jax.random.normal(keys[1], (b, t // stride, h, f))
+    scale = 1 / np.sqrt(f)
+    out, vjp = jax.vjp(jax.jit(_kernel(stride, scale)), qkv)
+    (d_qkv,) = vjp(d_out)
     with jax.enable_x64(True):
-        as64 = [np.asarray(a, np.float64) for a in (q, k, v, d_out)]
-        out64, vjp64 = jax.vjp(_plain_attention, *as64[:3])
-        expected = [np.asarray(a) for a in (out64, *vjp64(as64[3]))]
-    for name, got, want in zip(("out", "dq", "dk", "dv"), (out, *grads), expected):
+        out64, vjp64 = jax.vjp(lambda x: _plain_attention(x, stride, scale), np.asarray(qkv, np.float64))
+        expected = [np.asarray(out64), np.asarray(vjp64(np.asarray(d_out, np.float64))[0])]
+    for name, got, want in zip(("out", "d_qkv"), (out, d_qkv), expected):
         assert got.dtype == jnp.float32 and got.shape == want.shape, name
         np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()),
                                    err_msg=name)
+    if stride > 1:  # tokens that are not queries get no query gradient
+        assert not np.any(np.asarray(d_qkv)[:, np.arange(t) % stride != 0, 0])
 
 
 def test_keys_after_a_query_do_not_reach_it():
     """Changing the last key and value moves only the queries that see it, and the key's own
     gradient comes from those queries alone."""
-    q, k, v = (jax.random.normal(jax.random.key(i), (1, 2, 20, 16)) for i in range(3))
-    out = causal_attention_cpu.causal_attention(q, k, v)
-    moved = causal_attention_cpu.causal_attention(q, k.at[:, :, -1].add(1.0), v.at[:, :, -1].add(1.0))
-    np.testing.assert_array_equal(out[:, :, :-1], moved[:, :, :-1])
-    assert np.all(np.abs(out[:, :, -1] - moved[:, :, -1]) > 0)
-    only_first_query = jnp.zeros((1, 2, 20, 16)).at[:, :, 0].set(1.0)
-    _, vjp = jax.vjp(causal_attention_cpu.causal_attention, q, k, v)
-    _, dk, dv = vjp(only_first_query)
-    np.testing.assert_array_equal(dk, 0)  # the first query sees one key: its weight is 1, fixed
-    np.testing.assert_array_equal(dv[:, :, 1:], 0)
-    np.testing.assert_allclose(dv[:, :, 0], 1.0)
+    qkv = jax.random.normal(jax.random.key(0), (1, 20, 3, 2, 16))
+    out = _kernel(1)(qkv)
+    moved = _kernel(1)(qkv.at[:, -1, 1:].add(1.0))
+    np.testing.assert_array_equal(out[:, :-1], moved[:, :-1])
+    assert np.all(np.abs(out[:, -1] - moved[:, -1]) > 0)
+    only_first_query = jnp.zeros((1, 20, 2, 16)).at[:, 0].set(1.0)
+    _, vjp = jax.vjp(_kernel(1), qkv)
+    (d_qkv,) = vjp(only_first_query)
+    np.testing.assert_array_equal(d_qkv[:, :, :2], 0)  # one key seen: its weight is 1, fixed
+    np.testing.assert_array_equal(d_qkv[:, 1:, 2], 0)
+    np.testing.assert_allclose(d_qkv[:, 0, 2], 1.0)
 
 
 def test_two_independent_calls_in_one_program_finish():
     """Two kernels side by side (the train step's two batch halves) share XLA's 2-thread pool;
     neither may wait on a helper the other's queue holds (tests/ time out if one does)."""
-    q, k, v = (jax.random.normal(jax.random.key(i), (16, 4, 82, 32)) for i in range(3))
+    qkv = jax.random.normal(jax.random.key(0), (16, 82, 3, 4, 32))
 
     @jax.jit
-    def both(q, k, v):
-        halves = [jax.grad(lambda q, k, v: jnp.sum(causal_attention_cpu.causal_attention(q, k, v) ** 2),
-                           argnums=(0, 1, 2))(q[i::2], k[i::2], v[i::2]) for i in range(2)]
-        return jax.tree.map(lambda a, b: a + b, *halves)
+    def both(qkv):
+        return [jax.grad(lambda x: jnp.sum(_kernel(2)(x) ** 2))(qkv[i::2]) for i in range(2)]
 
-    first = both(q, k, v)
+    first = both(qkv)
     for _ in range(20):
-        again = both(q, k, v)
+        again = both(qkv)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)  # and the result does not depend on the threads' race
 
@@ -160,23 +165,20 @@ def test_a_missing_or_failing_compiler_is_named(tmp_path, monkeypatch):
 
 
 def test_vmap_maps_into_the_kernels_batch():
-    """The analyses vmap the model: a mapped axis (with an unmapped operand beside it, and
-    vmap inside vmap) gives each slice's own attention and gradients."""
-    q, k, v = (jax.random.normal(jax.random.key(i), (3, 2, 1, 2, 10, 16)) for i in range(3))
-    loss = lambda q, k, v: jnp.sum(jnp.sin(causal_attention_cpu.causal_attention(q, k, v)))
-    value_and_grads = jax.value_and_grad(loss, argnums=(0, 1, 2))
-    mapped = jax.jit(jax.vmap(value_and_grads, in_axes=(0, 0, None)))(q[:, 0], k[:, 0], v[0, 0])
-    nested = jax.jit(jax.vmap(jax.vmap(value_and_grads)))(q, k, v)
+    """The analyses vmap the model: a mapped axis (vmap inside vmap too) gives each slice's own
+    attention and gradients."""
+    qkv = jax.random.normal(jax.random.key(0), (3, 2, 1, 10, 3, 2, 16))
+    value_and_grad = jax.value_and_grad(lambda x: jnp.sum(jnp.sin(_kernel(2)(x))))
+    mapped = jax.jit(jax.vmap(value_and_grad))(qkv[:, 0])
+    nested = jax.jit(jax.vmap(jax.vmap(value_and_grad)))(qkv)
     for i in range(3):
         for j in range(2):
-            one = value_and_grads(q[i, j], k[i, j], v[i, j])
-            np.testing.assert_allclose(nested[0][i, j], one[0], rtol=1e-5)
-            for a, b in zip(nested[1], one[1]):
-                np.testing.assert_allclose(a[i, j], b, rtol=1e-5, atol=1e-6)
-        one = value_and_grads(q[i, 0], k[i, 0], v[0, 0])
-        np.testing.assert_allclose(mapped[0][i], one[0], rtol=1e-5)
-        for a, b in zip(mapped[1], one[1]):
-            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+            value, grad = value_and_grad(qkv[i, j])
+            np.testing.assert_allclose(nested[0][i, j], value, rtol=1e-5)
+            np.testing.assert_allclose(nested[1][i, j], grad, rtol=1e-5, atol=1e-6)
+        value, grad = value_and_grad(qkv[i, 0])
+        np.testing.assert_allclose(mapped[0][i], value, rtol=1e-5)
+        np.testing.assert_allclose(mapped[1][i], grad, rtol=1e-5, atol=1e-6)
 
 
 def test_auto_falls_back_to_the_einsum_core_and_says_why(tmp_path):

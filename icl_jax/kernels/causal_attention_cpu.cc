@@ -2,15 +2,18 @@
 // cache: the FlashAttention recipe (Dao et al. 2022) at the sizes of in-context learning,
 // where a head's whole T×T weight matrix fits in L1/L2 and needs no tiling over keys.
 //
-// Legend: N = all leading dims (batch·heads), Tq queries, T keys, F head width (a multiple of
-// 16), s = T / Tq (query i sits at position s·i and sees keys j <= s·i), Tp = T rounded up to
-// 16 (one row of weights is Tp/16 vectors).
+// Legend: B prompts, T tokens, H heads, F head width (a multiple of 16), s the query stride
+// (query i sits at token s·i and sees keys j <= s·i; Tq = T / s queries), Tp = T rounded up
+// to 16 (one row of weights is Tp/16 vectors).
+// It reads q, k, v where the fused projection put them, qkv_BxTx3xHxF, and writes the output
+// as out_BxTqxHxF and the gradient as dqkv_BxTx3xHxF: no heads-major copy is ever made.
 //
 // Forward saves each query's log-sum-exp alone; the backward pass recomputes the weights from
-// it, so no N×Tq×T tensor ever reaches memory. Key blocks entirely above the causal diagonal
-// are skipped. Work is spread over XLA's intra-op thread pool in chunks that whichever thread
-// is free claims; the calling thread never waits for a helper that has not started (two such
-// calls waiting on each other's queued helpers would deadlock a 2-thread pool).
+// it, so no B×H×Tq×T tensor ever reaches memory. Key blocks entirely above the causal
+// diagonal are skipped. Work is spread over XLA's intra-op thread pool in chunks that
+// whichever thread is free claims; the calling thread never waits for a helper that has not
+// started (two such calls waiting on each other's queued helpers would deadlock a 2-thread
+// pool).
 //
 // Built on first use by icl_jax/kernels/build.py with the host's C++ compiler
 // (-O3 -march=native); GCC/Clang vector extensions give 16-float vectors on any x86/ARM
@@ -80,80 +83,86 @@ inline float hmax(vec v) {
 }
 
 struct Shape {
-  int64_t n, tq, t, f, s, tp;
+  int64_t b, t, h, f, s, tq, tp;
+  float scale;                                                          // of the logits q·k
   int64_t visible(int64_t i) const { return std::min(t, s * i + 1); }  // keys query i sees
   int64_t first_query(int64_t j) const { return (j + s - 1) / s; }    // first query seeing key j
+  int64_t token_stride() const { return 3 * h * f; }                  // qkv rows, one per token
 };
 
-// out[i][0:Tp] = a[i]·bT[:, 0:Tp] for rows i in [0, tq), vectors only up to each row block's
-// last visible key (the rest of the row is never read). Full blocks (ROWS == R) compile with
-// no per-row test in the inner loop (the isolated core: 2.2 -> 2.0 ms at small's shapes).
+// out[i][0:Tp] = scale·a[i]·bT[:, 0:Tp] for rows i in [0, tq) (a's rows `as` floats apart),
+// vectors only up to each row block's last visible key (the rest of the row is never read).
+// Full blocks (ROWS == R) compile with no per-row test in the inner loop (the isolated core:
+// 2.2 -> 2.0 ms at small's shapes).
 template <int64_t ROWS>
-inline void rows_times_transposed_block(const Shape& sh, const float* a, const float* bT, float* out,
-                                        int64_t rows, int64_t blocks) {
+inline void rows_times_transposed_block(const Shape& sh, const float* a, int64_t as, const float* bT,
+                                        float scale, float* out, int64_t rows, int64_t blocks) {
   for (int64_t b = 0; b < blocks; ++b) {
     vec acc[ROWS] = {};
     for (int64_t f = 0; f < sh.f; ++f) {
       const vec col = load(bT + f * sh.tp + b * W);
       for (int64_t r = 0; r < ROWS; ++r)
-        if (ROWS == R || r < rows) acc[r] += a[r * sh.f + f] * col;
+        if (ROWS == R || r < rows) acc[r] += a[r * as + f] * col;
     }
     for (int64_t r = 0; r < ROWS; ++r)
-      if (ROWS == R || r < rows) store(out + r * sh.tp + b * W, acc[r]);
+      if (ROWS == R || r < rows) store(out + r * sh.tp + b * W, acc[r] * scale);
   }
 }
 
-void rows_times_transposed(const Shape& sh, const float* a, const float* bT, float* out) {
+void rows_times_transposed(const Shape& sh, const float* a, int64_t as, const float* bT, float scale,
+                           float* out) {
   for (int64_t i0 = 0; i0 < sh.tq; i0 += R) {
     const int64_t rows = std::min(R, sh.tq - i0);
     const int64_t blocks = (sh.visible(i0 + rows - 1) + W - 1) / W;
     if (rows == R)
-      rows_times_transposed_block<R>(sh, a + i0 * sh.f, bT, out + i0 * sh.tp, rows, blocks);
+      rows_times_transposed_block<R>(sh, a + i0 * as, as, bT, scale, out + i0 * sh.tp, rows, blocks);
     else
-      rows_times_transposed_block<R - 1>(sh, a + i0 * sh.f, bT, out + i0 * sh.tp, rows, blocks);
+      rows_times_transposed_block<R - 1>(sh, a + i0 * as, as, bT, scale, out + i0 * sh.tp, rows, blocks);
   }
 }
 
-// out[i] = Σ_j w[i][j]·b[j] over the keys row i sees (w is zero beyond them within a block).
-void weights_times_rows(const Shape& sh, const float* w, const float* b, float* out) {
-  const int64_t fv = sh.f / W;
+// out[i] = Σ_j w[i][j]·b[j] over the keys row i sees (w is zero beyond them within a block);
+// b's rows bs floats apart, out's os.
+void weights_times_rows(const Shape& sh, const float* w, const float* b, int64_t bs, float* out,
+                        int64_t os) {
   for (int64_t i0 = 0; i0 < sh.tq; i0 += R) {
     const int64_t rows = std::min(R, sh.tq - i0);
     const int64_t keys = sh.visible(i0 + rows - 1);
-    for (int64_t c = 0; c < fv; ++c) {
+    for (int64_t c = 0; c < sh.f; c += W) {
       vec acc[R] = {};
       for (int64_t j = 0; j < keys; ++j) {
-        const vec bj = load(b + j * sh.f + c * W);
+        const vec bj = load(b + j * bs + c);
         for (int64_t r = 0; r < R; ++r)
           if (r < rows) acc[r] += w[(i0 + r) * sh.tp + j] * bj;
       }
-      for (int64_t r = 0; r < rows; ++r) store(out + (i0 + r) * sh.f + c * W, acc[r]);
+      for (int64_t r = 0; r < rows; ++r) store(out + (i0 + r) * os + c, acc[r]);
     }
   }
 }
 
-// out[j] = Σ_i w[i][j]·a[i] over the queries that see key j.
-void transposed_weights_times_rows(const Shape& sh, const float* w, const float* a, float* out) {
-  const int64_t fv = sh.f / W;
+// out[j] = Σ_i w[i][j]·a[i] over the queries that see key j; a's rows as floats apart, out's os.
+void transposed_weights_times_rows(const Shape& sh, const float* w, const float* a, int64_t as,
+                                   float* out, int64_t os) {
   for (int64_t j0 = 0; j0 < sh.t; j0 += R) {
     const int64_t keys = std::min(R, sh.t - j0);
-    for (int64_t c = 0; c < fv; ++c) {
+    for (int64_t c = 0; c < sh.f; c += W) {
       vec acc[R] = {};
       for (int64_t i = sh.first_query(j0); i < sh.tq; ++i) {
-        const vec ai = load(a + i * sh.f + c * W);
+        const vec ai = load(a + i * as + c);
         const float* wi = w + i * sh.tp + j0;
         for (int64_t r = 0; r < R; ++r)
           if (r < keys) acc[r] += wi[r] * ai;
       }
-      for (int64_t r = 0; r < keys; ++r) store(out + (j0 + r) * sh.f + c * W, acc[r]);
+      for (int64_t r = 0; r < keys; ++r) store(out + (j0 + r) * os + c, acc[r]);
     }
   }
 }
 
-void transpose_padded(const Shape& sh, const float* x, float* xT) {
+// xT[f][j] = x[j][f] (x's rows xs floats apart), zero-padded to Tp keys.
+void transpose_padded(const Shape& sh, const float* x, int64_t xs, float* xT) {
   for (int64_t f = 0; f < sh.f; ++f) {
     float* row = xT + f * sh.tp;
-    for (int64_t j = 0; j < sh.t; ++j) row[j] = x[j * sh.f + f];
+    for (int64_t j = 0; j < sh.t; ++j) row[j] = x[j * xs + f];
     for (int64_t j = sh.t; j < sh.tp; ++j) row[j] = 0.0f;
   }
 }
@@ -172,11 +181,13 @@ struct Scratch {
       : kT(sh.f * sh.tp), vT(sh.f * sh.tp), p(sh.tq * sh.tp), ds(sh.tq * sh.tp) {}
 };
 
-void forward_one(const Shape& sh, Scratch& sc, const float* q, const float* k, const float* v,
-                 float* o, float* lse) {
-  transpose_padded(sh, k, sc.kT.data());
+// One prompt and head. qkv points at its q row of token 0 (k and v follow, h·f floats apart);
+// out at its row of query 0 (rows h·f apart); lse at its Tq log-sum-exps.
+void forward_one(const Shape& sh, Scratch& sc, const float* qkv, float* out, float* lse) {
+  const int64_t ts = sh.token_stride(), hf = sh.h * sh.f;
+  transpose_padded(sh, qkv + hf, ts, sc.kT.data());
   float* p = sc.p.data();
-  rows_times_transposed(sh, q, sc.kT.data(), p);
+  rows_times_transposed(sh, qkv, ts * sh.s, sc.kT.data(), sh.scale, p);
   for (int64_t i = 0; i < sh.tq; ++i) {
     float* row = p + i * sh.tp;
     const int64_t keys = sh.visible(i);
@@ -197,18 +208,20 @@ void forward_one(const Shape& sh, Scratch& sc, const float* q, const float* k, c
     for (int64_t j = 0; j < end; j += W) store(row + j, load(row + j) * inv);
     lse[i] = m + std::log(total);
   }
-  weights_times_rows(sh, p, v, o);
+  weights_times_rows(sh, p, qkv + 2 * hf, ts, out, hf);
 }
 
-void backward_one(const Shape& sh, Scratch& sc, const float* q, const float* k, const float* v,
-                  const float* o, const float* lse, const float* dout, float* dq, float* dk,
-                  float* dv) {
-  transpose_padded(sh, k, sc.kT.data());
-  transpose_padded(sh, v, sc.vT.data());
+// One prompt and head, pointers as in forward_one; dqkv as qkv. The rows of dq at tokens that
+// are not queries (s > 1) are zero.
+void backward_one(const Shape& sh, Scratch& sc, const float* qkv, const float* out,
+                  const float* lse, const float* dout, float* dqkv) {
+  const int64_t ts = sh.token_stride(), hf = sh.h * sh.f;
+  transpose_padded(sh, qkv + hf, ts, sc.kT.data());
+  transpose_padded(sh, qkv + 2 * hf, ts, sc.vT.data());
   float* p = sc.p.data();
   float* ds = sc.ds.data();
-  rows_times_transposed(sh, q, sc.kT.data(), p);      // logits
-  rows_times_transposed(sh, dout, sc.vT.data(), ds);  // dp
+  rows_times_transposed(sh, qkv, ts * sh.s, sc.kT.data(), sh.scale, p);  // logits
+  rows_times_transposed(sh, dout, hf, sc.vT.data(), 1.0f, ds);           // dp
   for (int64_t i = 0; i < sh.tq; ++i) {
     float* prow = p + i * sh.tp;
     float* drow = ds + i * sh.tp;
@@ -216,7 +229,7 @@ void backward_one(const Shape& sh, Scratch& sc, const float* q, const float* k, 
     const int64_t end = mask_tail(sh, prow, i);
     mask_tail(sh, drow, i);
     vec od = {};
-    for (int64_t c = 0; c < sh.f; c += W) od += load(o + i * sh.f + c) * load(dout + i * sh.f + c);
+    for (int64_t c = 0; c < sh.f; c += W) od += load(out + i * hf + c) * load(dout + i * hf + c);
     const float delta = hsum(od);  // Σ_j p_ij·dp_ij = o_i·do_i
     for (int64_t j = 0; j < end; j += W) {
       vec e = exp_nonpositive(load(prow + j) - lse[i]);
@@ -224,12 +237,14 @@ void backward_one(const Shape& sh, Scratch& sc, const float* q, const float* k, 
         for (int64_t l = keys - j; l < W; ++l) e[l] = 0.0f;
       }
       store(prow + j, e);
-      store(drow + j, e * (load(drow + j) - delta));
+      store(drow + j, e * (load(drow + j) - delta) * sh.scale);  // d(q·k), scale included
     }
   }
-  weights_times_rows(sh, ds, k, dq);
-  transposed_weights_times_rows(sh, ds, q, dk);
-  transposed_weights_times_rows(sh, p, dout, dv);
+  weights_times_rows(sh, ds, qkv + hf, ts, dqkv, ts * sh.s);
+  for (int64_t t = 0; t < sh.t; ++t)
+    if (t % sh.s) std::memset(dqkv + t * ts, 0, sh.f * sizeof(float));
+  transposed_weights_times_rows(sh, ds, qkv, ts * sh.s, dqkv + hf, ts);
+  transposed_weights_times_rows(sh, p, dout, hf, dqkv + 2 * hf, ts);
 }
 
 // Runs body(first, last, scratch) over [0, n) in chunks on the pool and the calling thread.
@@ -242,8 +257,8 @@ void parallel_over(ffi::ThreadPool& pool, const Shape& sh, Body body) {
   };
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   auto state = std::make_shared<State>();
-  state->n = sh.n;
-  state->chunk = std::max<int64_t>(1, sh.n / (threads * 8));
+  state->n = sh.b * sh.h;
+  state->chunk = std::max<int64_t>(1, state->n / (threads * 8));
   auto work = [state, sh, body]() {
     std::unique_ptr<Scratch> sc;  // allocated once a chunk is claimed: a late helper claims none
     for (;;) {
@@ -255,7 +270,7 @@ void parallel_over(ffi::ThreadPool& pool, const Shape& sh, Body body) {
       state->done.fetch_add(last - first, std::memory_order_release);
     }
   };
-  for (int64_t h = 1; h < threads && state->chunk < sh.n; ++h) pool.Schedule(decltype(work)(work));
+  for (int64_t helper = 1; helper < threads && state->chunk < state->n; ++helper) pool.Schedule(decltype(work)(work));
   work();
   // Only chunks already claimed by running helpers remain; they finish without us.
   while (state->done.load(std::memory_order_acquire) < state->n) {
@@ -263,62 +278,59 @@ void parallel_over(ffi::ThreadPool& pool, const Shape& sh, Body body) {
   }
 }
 
-ffi::Error check(const Shape& sh) {
+// qkv_BxTx3xHxF's shape, the query stride and the logits' scale; an error names what is wrong.
+ffi::Error shape_of(ffi::Buffer<ffi::F32> qkv, int64_t stride, float scale, Shape& sh) {
+  auto d = qkv.dimensions();
+  if (d.size() != 5 || d[2] != 3)
+    return ffi::Error::InvalidArgument("causal_attention_cpu: qkv must be BxTx3xHxF");
+  sh.b = d[0], sh.t = d[1], sh.h = d[3], sh.f = d[4], sh.s = stride, sh.scale = scale;
   if (sh.f % W != 0)
     return ffi::Error::InvalidArgument("causal_attention_cpu: head width must be a multiple of 16");
-  if (sh.tq < 1 || sh.t % sh.tq != 0)
-    return ffi::Error::InvalidArgument("causal_attention_cpu: queries must be every n-th key");
+  if (sh.s < 1 || sh.t % sh.s != 0)
+    return ffi::Error::InvalidArgument("causal_attention_cpu: the stride must divide the tokens");
+  sh.tq = sh.t / sh.s;
+  sh.tp = (sh.t + W - 1) / W * W;
   return ffi::Error::Success();
 }
 
-Shape shape_of(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k) {
-  auto qd = q.dimensions();
-  auto kd = k.dimensions();
-  const int64_t rank = qd.size();
-  Shape sh;
-  sh.tq = qd[rank - 2];
-  sh.t = kd[rank - 2];
-  sh.f = qd[rank - 1];
-  sh.n = 1;
-  for (int64_t d = 0; d < rank - 2; ++d) sh.n *= qd[d];
-  sh.s = sh.tq > 0 ? sh.t / sh.tq : 1;
-  sh.tp = (sh.t + W - 1) / W * W;
-  return sh;
-}
+// Offsets of item x = (prompt, head) in qkv (its q at token 0), out (query 0) and lse.
+struct Item {
+  int64_t qkv, out, lse;
+  Item(const Shape& sh, int64_t x) {
+    const int64_t b = x / sh.h, h = x % sh.h;
+    qkv = b * sh.t * sh.token_stride() + h * sh.f;
+    out = b * sh.tq * sh.h * sh.f + h * sh.f;
+    lse = x * sh.tq;
+  }
+};
 
-ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
-                   ffi::Buffer<ffi::F32> v, ffi::ResultBuffer<ffi::F32> o,
-                   ffi::ResultBuffer<ffi::F32> lse) {
-  const Shape sh = shape_of(q, k);
-  if (auto e = check(sh); e.failure()) return e;
-  const float* qp = q.typed_data();
-  const float* kp = k.typed_data();
-  const float* vp = v.typed_data();
-  float* op = o->typed_data();
-  float* lp = lse->typed_data();
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::ResultBuffer<ffi::F32> out,
+                   ffi::ResultBuffer<ffi::F32> lse, int64_t stride, float scale) {
+  Shape sh;
+  if (auto e = shape_of(qkv, stride, scale, sh); e.failure()) return e;
+  const float* qkvp = qkv.typed_data();
+  float *outp = out->typed_data(), *lsep = lse->typed_data();
   parallel_over(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
-    for (int64_t x = first; x < last; ++x)
-      forward_one(sh, sc, qp + x * sh.tq * sh.f, kp + x * sh.t * sh.f, vp + x * sh.t * sh.f,
-                  op + x * sh.tq * sh.f, lp + x * sh.tq);
+    for (int64_t x = first; x < last; ++x) {
+      const Item at(sh, x);
+      forward_one(sh, sc, qkvp + at.qkv, outp + at.out, lsep + at.lse);
+    }
   });
   return ffi::Error::Success();
 }
 
-ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
-                    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> o,
+ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> out,
                     ffi::Buffer<ffi::F32> lse, ffi::Buffer<ffi::F32> dout,
-                    ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
-                    ffi::ResultBuffer<ffi::F32> dv) {
-  const Shape sh = shape_of(q, k);
-  if (auto e = check(sh); e.failure()) return e;
-  const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
-  const float *op = o.typed_data(), *lp = lse.typed_data(), *dop = dout.typed_data();
-  float *dqp = dq->typed_data(), *dkp = dk->typed_data(), *dvp = dv->typed_data();
+                    ffi::ResultBuffer<ffi::F32> dqkv, int64_t stride, float scale) {
+  Shape sh;
+  if (auto e = shape_of(qkv, stride, scale, sh); e.failure()) return e;
+  const float *qkvp = qkv.typed_data(), *outp = out.typed_data(), *lsep = lse.typed_data();
+  const float* doutp = dout.typed_data();
+  float* dqkvp = dqkv->typed_data();
   parallel_over(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
     for (int64_t x = first; x < last; ++x) {
-      const int64_t qo = x * sh.tq * sh.f, ko = x * sh.t * sh.f;
-      backward_one(sh, sc, qp + qo, kp + ko, vp + ko, op + qo, lp + x * sh.tq, dop + qo,
-                   dqp + qo, dkp + ko, dvp + ko);
+      const Item at(sh, x);
+      backward_one(sh, sc, qkvp + at.qkv, outp + at.out, lsep + at.lse, doutp + at.out, dqkvp + at.qkv);
     }
   });
   return ffi::Error::Success();
@@ -329,21 +341,19 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
 XLA_FFI_DEFINE_HANDLER_SYMBOL(IclCausalAttentionForward, Forward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // qkv
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // out
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // lse
+                                  .Attr<int64_t>("stride")
+                                  .Attr<float>("scale"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(IclCausalAttentionBackward, Backward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // qkv
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // out
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // lse
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // d out
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d qkv
+                                  .Attr<int64_t>("stride")
+                                  .Attr<float>("scale"));

@@ -1,9 +1,12 @@
 """Causal softmax attention through the C++ kernel for XLA:CPU (causal_attention_cpu.cc).
 
-Same contract as models/attention.py's causal_attention (queries every stride-th token, q
-scaled beforehand, BxHxTqxF / BxHxTxF float32 arrays), computed one (prompt, head) at a time
-in cache and without ever writing the Tq×T weights to memory: forward saves each query's
-log-sum-exp, backward recomputes the weights from it.
+Takes the fused projection as the model makes it, qkv_BxTx3xHxF (float32, F a multiple of
+16), and returns out_BxTqxHxF: the attention output at every stride-th token (query i at token
+stride·i, seeing the keys at or before it), with q·k scaled by `scale`. It is computed one
+(prompt, head) at a time in cache without the Tq×T weights or heads-major copies of q, k, v
+ever reaching memory: forward saves each query's log-sum-exp, backward recomputes the
+weights and writes dqkv in qkv's own layout. models/attention.py's einsum core computes the
+same on heads-major arrays, and is what runs where this kernel cannot.
 
 Under a sharded jit the calls keep their operands' sharding of the batch and head axes and
 need the token and feature axes whole (custom_partitioning): each device computes on its own
@@ -18,6 +21,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -28,16 +32,18 @@ _BACKWARD = "icl_causal_attention_cpu_backward"
 VECTOR = 16  # the kernel's float32 vector: head width must be a multiple of it
 
 
-def unsupported(q_BxHxTqxF: jax.Array, k_BxHxTxF: jax.Array) -> str | None:
-    """Why the kernel cannot take these arrays here, or None if it can (building it if needed)."""
+def unsupported(qkv_BxTx3xHxF: jax.Array, stride: int = 1) -> str | None:
+    """Why the kernel cannot take this projection here, or None if it can (building it if needed)."""
     if jax.default_backend() != "cpu":
         return f"it runs on CPU only, and the default backend is {jax.default_backend()}"
-    if q_BxHxTqxF.dtype != jnp.float32 or k_BxHxTxF.dtype != jnp.float32:
-        return f"it takes float32 only, got {q_BxHxTqxF.dtype}"
-    if q_BxHxTqxF.ndim != 4 or k_BxHxTxF.ndim != 4:
-        return f"it takes BxHxTxF arrays, got shapes {q_BxHxTqxF.shape} and {k_BxHxTxF.shape}"
-    if q_BxHxTqxF.shape[-1] % VECTOR:
-        return f"its head width must be a multiple of {VECTOR}, got {q_BxHxTqxF.shape[-1]}"
+    if qkv_BxTx3xHxF.dtype != jnp.float32:
+        return f"it takes float32 only, got {qkv_BxTx3xHxF.dtype}"
+    if qkv_BxTx3xHxF.ndim != 5 or qkv_BxTx3xHxF.shape[2] != 3:
+        return f"it takes a BxTx3xHxF projection, got shape {qkv_BxTx3xHxF.shape}"
+    if qkv_BxTx3xHxF.shape[-1] % VECTOR:
+        return f"its head width must be a multiple of {VECTOR}, got {qkv_BxTx3xHxF.shape[-1]}"
+    if stride < 1 or qkv_BxTx3xHxF.shape[1] % stride:
+        return f"queries every {stride} tokens do not divide {qkv_BxTx3xHxF.shape[1]} tokens"
     try:
         _register()
     except build.KernelUnavailable as e:
@@ -59,41 +65,6 @@ def _register() -> None:
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
 
 
-def _like(x) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(x.shape, x.dtype)
-
-
-def _forward_call(q, k, v):
-    lse = jax.ShapeDtypeStruct(q.shape[:-1], jnp.float32)
-    return jax.ffi.ffi_call(_FORWARD, (_like(q), lse))(q, k, v)
-
-
-def _backward_call(q, k, v, out, lse, d_out):
-    return jax.ffi.ffi_call(_BACKWARD, (_like(q), _like(k), _like(v)))(q, k, v, out, lse, d_out)
-
-
-def _batch_and_heads_sharded(call, rule: str):
-    """`call` partitioned as its first operand's batch and head axes are; tokens and features whole."""
-    def specs(mesh, leading, shapes):
-        return tuple(NamedSharding(mesh, PartitionSpec(*leading, *[None] * (len(s.shape) - 2))) for s in shapes)
-
-    def leading(arg_shapes):
-        spec = tuple(arg_shapes[0].sharding.spec) + (None, None)
-        return spec[:2]
-
-    def infer(mesh, arg_shapes, result_shapes):
-        return specs(mesh, leading(arg_shapes), result_shapes)
-
-    def partition(mesh, arg_shapes, result_shapes):
-        lead = leading(arg_shapes)
-        return mesh, call, specs(mesh, lead, result_shapes), specs(mesh, lead, arg_shapes)
-
-    partitioned = custom_partitioning(call)
-    partitioned.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
-                              need_replication_factors=("q", "f", "k"))
-    return partitioned
-
-
 def _vmapped_into_the_batch(call):
     """`call` under vmap: the mapped axis joins the batch axis (every prompt and head is an
     independent item to the kernel), unmapped operands broadcast along it."""
@@ -108,33 +79,76 @@ def _vmapped_into_the_batch(call):
     return batched
 
 
-_forward = _vmapped_into_the_batch(
-    _batch_and_heads_sharded(_forward_call, "b h q f, b h k f, b h k f -> b h q f, b h q"))
-_backward = _vmapped_into_the_batch(_batch_and_heads_sharded(
-    _backward_call, "b h q f, b h k f, b h k f, b h q f, b h q, b h q f -> b h q f, b h k f, b h k f"))
+def _sharded_by_batch_and_heads(call, rule: str, head_axes: tuple[int, ...]):
+    """`call` partitioned as its first operand (qkv) is along its batch and head axes; every
+    other axis whole. head_axes: where each operand and result (in order) has its head axis."""
+    def specs(mesh, batch, heads, shapes, axes):
+        def spec(shape, head_axis):
+            entries = [None] * len(shape.shape)
+            entries[0], entries[head_axis] = batch, heads
+            return NamedSharding(mesh, PartitionSpec(*entries))
+        return tuple(spec(s, a) for s, a in zip(shapes, axes))
+
+    def batch_and_heads(arg_shapes):
+        spec = tuple(arg_shapes[0].sharding.spec) + (None,) * 5
+        return spec[0], spec[3]
+
+    n_args = len(rule.split("->")[0].split(","))
+
+    def infer(mesh, arg_shapes, result_shapes):
+        return specs(mesh, *batch_and_heads(arg_shapes), result_shapes, head_axes[n_args:])
+
+    def partition(mesh, arg_shapes, result_shapes):
+        batch, heads = batch_and_heads(arg_shapes)
+        return (mesh, call, specs(mesh, batch, heads, result_shapes, head_axes[n_args:]),
+                specs(mesh, batch, heads, arg_shapes, head_axes[:n_args]))
+
+    partitioned = custom_partitioning(call)
+    partitioned.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
+                              need_replication_factors=("t", "c", "f", "q"))
+    return partitioned
 
 
-@jax.custom_vjp
-def causal_attention(q_BxHxTqxF: jax.Array, k_BxHxTxF: jax.Array, v_BxHxTxF: jax.Array) -> jax.Array:
-    """out_BxHxTqxF: softmax(q·kᵀ, causal) · v; query i sits at token (T/Tq)·i."""
-    return _checked_forward(q_BxHxTqxF, k_BxHxTxF, v_BxHxTxF)[0]
+@functools.cache
+def _calls(stride: int, scale: float):
+    """The forward and backward FFI calls for one query stride and logit scale, partitioned and
+    batched."""
+    def forward(qkv):
+        b, t, _, h, f = qkv.shape
+        results = (jax.ShapeDtypeStruct((b, t // stride, h, f), qkv.dtype),
+                   jax.ShapeDtypeStruct((b, h, t // stride), jnp.float32))
+        return jax.ffi.ffi_call(_FORWARD, results)(qkv, stride=np.int64(stride), scale=np.float32(scale))
+
+    def backward(qkv, out, lse, d_out):
+        result = jax.ShapeDtypeStruct(qkv.shape, qkv.dtype)
+        return (jax.ffi.ffi_call(_BACKWARD, result)(qkv, out, lse, d_out, stride=np.int64(stride),
+                                                    scale=np.float32(scale)),)
+
+    forward = _sharded_by_batch_and_heads(forward, "b t c h f -> b q h f, b h q", (3, 2, 1))
+    backward = _sharded_by_batch_and_heads(
+        backward, "b t c h f, b q h f, b h q, b q h f -> b t c h f", (3, 2, 1, 2, 3))
+    return _vmapped_into_the_batch(forward), _vmapped_into_the_batch(backward)
 
 
-def _checked_forward(q, k, v):
-    if reason := unsupported(q, k):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def causal_attention(qkv_BxTx3xHxF: jax.Array, stride: int, scale: float) -> jax.Array:
+    """out_BxTqxHxF: softmax(scale·q·kᵀ, causal)·v at every stride-th token's query."""
+    return _checked_forward(qkv_BxTx3xHxF, stride, scale)[0]
+
+
+def _checked_forward(qkv, stride, scale):
+    if reason := unsupported(qkv, stride):
         raise ValueError(f"the CPU attention kernel cannot run: {reason}")
-    if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1] or k.shape[2] % q.shape[2]:
-        raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape} are not causal attention's shapes")
-    return _forward(q, k, v)
+    return _calls(stride, float(scale))[0](qkv)
 
 
-def _vjp_forward(q, k, v):
-    out, lse = _checked_forward(q, k, v)
-    return out, (q, k, v, out, lse)
+def _vjp_forward(qkv, stride, scale):
+    out, lse = _checked_forward(qkv, stride, scale)
+    return out, (qkv, out, lse)
 
 
-def _vjp_backward(residuals, d_out):
-    return tuple(_backward(*residuals, d_out))
+def _vjp_backward(stride, scale, residuals, d_out):
+    return tuple(_calls(stride, float(scale))[1](*residuals, d_out))
 
 
 causal_attention.defvjp(_vjp_forward, _vjp_backward)

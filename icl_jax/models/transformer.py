@@ -64,22 +64,26 @@ class Block(nnx.Module):
         M = N / stride out) in the compute dtype.
 
         On CPU ("auto") the core is the C++ kernel (kernels/causal_attention_cpu.py) where it
-        builds and takes the arrays (float32, head width a multiple of 16), else "einsum":
-        plain batched matmuls (models/attention.py). Both take heads-major BxHxTxF arrays; the
-        moves keep each head's F-wide rows whole, and only the kept queries enter the core.
-        The other choices call jax.nn.dot_product_attention, which picks fused kernels on GPU:
-        those take square causal attention, so the rows are dropped after it."""
+        builds and takes the projection (float32, head width a multiple of 16): it reads q, k,
+        v from the fused projection as it lies and writes the output token-major. Else
+        "einsum": heads-major BxHxTxF copies, so that every product of the core is a plain
+        batched matmul (models/attention.py); the moves keep each head's F-wide rows whole.
+        Both compute the kept queries alone. The other choices call
+        jax.nn.dot_product_attention, which picks fused kernels on GPU: those take square
+        causal attention, so the rows are dropped after it."""
         n, e = h_NxE.shape
         qkv_BxTx3xHxF = self._qkv(h_NxE, b)
         impl = self.attention_impl
-        if impl in ("einsum", "cpu_kernel") or (impl is None and jax.default_backend() == "cpu"):
-            q, k, v = qkv_BxTx3xHxF.transpose(2, 0, 3, 1, 4)
-            q = q[:, :, ::stride] * (1 / math.sqrt(q.shape[-1]))
-            unsupported = None if impl == "einsum" else causal_attention_cpu.unsupported(q, k)
-            if impl == "cpu_kernel" and unsupported:
+        scale = 1 / math.sqrt(qkv_BxTx3xHxF.shape[-1])
+        if impl is None and jax.default_backend() == "cpu":
+            impl = "einsum" if causal_attention_cpu.unsupported(qkv_BxTx3xHxF, stride) else "cpu_kernel"
+        if impl == "cpu_kernel":
+            if unsupported := causal_attention_cpu.unsupported(qkv_BxTx3xHxF, stride):
                 raise UserError(f"model.attention_impl='cpu_kernel' cannot run: {unsupported}")
-            core = attention.causal_attention if unsupported or impl == "einsum" else causal_attention_cpu.causal_attention
-            attended = core(q, k, v).transpose(0, 2, 1, 3)
+            attended = causal_attention_cpu.causal_attention(qkv_BxTx3xHxF, stride, scale)
+        elif impl == "einsum":
+            q, k, v = qkv_BxTx3xHxF.transpose(2, 0, 3, 1, 4)
+            attended = attention.causal_attention(q[:, :, ::stride] * scale, k, v).transpose(0, 2, 1, 3)
         else:
             q, k, v = (qkv_BxTx3xHxF[:, :, j] for j in range(3))
             attended = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)[:, ::stride]
