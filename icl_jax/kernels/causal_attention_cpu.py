@@ -79,29 +79,27 @@ def _vmapped_into_the_batch(call):
     return batched
 
 
-def _sharded_by_batch_and_heads(call, rule: str, head_axes: tuple[int, ...]):
+def _sharded_by_batch_and_heads(call, rule: str, arg_head_axes: tuple[int, ...], result_head_axes: tuple[int, ...]):
     """`call` partitioned as its first operand (qkv) is along its batch and head axes; every
-    other axis whole. head_axes: where each operand and result (in order) has its head axis."""
-    def specs(mesh, batch, heads, shapes, axes):
+    other axis whole. *_head_axes: where each operand and each result has its head axis."""
+    def specs(mesh, batch, heads, shapes, head_axes):
         def spec(shape, head_axis):
             entries = [None] * len(shape.shape)
             entries[0], entries[head_axis] = batch, heads
             return NamedSharding(mesh, PartitionSpec(*entries))
-        return tuple(spec(s, a) for s, a in zip(shapes, axes))
+        return tuple(spec(s, a) for s, a in zip(shapes, head_axes, strict=True))
 
     def batch_and_heads(arg_shapes):
         spec = tuple(arg_shapes[0].sharding.spec) + (None,) * 5
         return spec[0], spec[3]
 
-    n_args = len(rule.split("->")[0].split(","))
-
     def infer(mesh, arg_shapes, result_shapes):
-        return specs(mesh, *batch_and_heads(arg_shapes), result_shapes, head_axes[n_args:])
+        return specs(mesh, *batch_and_heads(arg_shapes), result_shapes, result_head_axes)
 
     def partition(mesh, arg_shapes, result_shapes):
         batch, heads = batch_and_heads(arg_shapes)
-        return (mesh, call, specs(mesh, batch, heads, result_shapes, head_axes[n_args:]),
-                specs(mesh, batch, heads, arg_shapes, head_axes[:n_args]))
+        return (mesh, call, specs(mesh, batch, heads, result_shapes, result_head_axes),
+                specs(mesh, batch, heads, arg_shapes, arg_head_axes))
 
     partitioned = custom_partitioning(call)
     partitioned.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
@@ -124,9 +122,9 @@ def _calls(stride: int, scale: float):
         return (jax.ffi.ffi_call(_BACKWARD, result)(qkv, out, lse, d_out, stride=np.int64(stride),
                                                     scale=np.float32(scale)),)
 
-    forward = _sharded_by_batch_and_heads(forward, "b t c h f -> b q h f, b h q", (3, 2, 1))
+    forward = _sharded_by_batch_and_heads(forward, "b t c h f -> b q h f, b h q", (3,), (2, 1))
     backward = _sharded_by_batch_and_heads(
-        backward, "b t c h f, b q h f, b h q, b q h f -> b t c h f", (3, 2, 1, 2, 3))
+        backward, "b t c h f, b q h f, b h q, b q h f -> b t c h f", (3, 2, 1, 2), (3,))
     return _vmapped_into_the_batch(forward), _vmapped_into_the_batch(backward)
 
 

@@ -77,9 +77,9 @@ class Block(nnx.Module):
         scale = 1 / math.sqrt(qkv_BxTx3xHxF.shape[-1])
         if impl is None and jax.default_backend() == "cpu":
             impl = "einsum" if causal_attention_cpu.unsupported(qkv_BxTx3xHxF, stride) else "cpu_kernel"
+        elif impl == "cpu_kernel" and (unsupported := causal_attention_cpu.unsupported(qkv_BxTx3xHxF, stride)):
+            raise UserError(f"model.attention_impl='cpu_kernel' cannot run: {unsupported}")
         if impl == "cpu_kernel":
-            if unsupported := causal_attention_cpu.unsupported(qkv_BxTx3xHxF, stride):
-                raise UserError(f"model.attention_impl='cpu_kernel' cannot run: {unsupported}")
             attended = causal_attention_cpu.causal_attention(qkv_BxTx3xHxF, stride, scale)
         elif impl == "einsum":
             q, k, v = qkv_BxTx3xHxF.transpose(2, 0, 3, 1, 4)
