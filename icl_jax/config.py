@@ -72,6 +72,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.remat = False  # recompute each block in the backward pass (memory for compute)
     c.model.scan_layers = False  # scan one block over stacked layers: depth-independent compile
     c.model.attention_impl = "auto"  # CPU: the C++ kernel where a compiler builds it, else einsum; elsewhere jax.nn.dot_product_attention's choice; or cpu_kernel | einsum | xla | cudnn
+    c.model.dense_impl = "auto"  # CPU: the blocks' weight and bias gradients in a C++ kernel where it builds and applies (float32, output widths multiples of 64), else XLA; or cpu_kernel | xla
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 500_000
@@ -182,6 +183,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if m.attention_impl not in ("auto", "cpu_kernel", "einsum", "xla", "cudnn"):
         raise UserError("model.attention_impl must be 'auto', 'cpu_kernel', 'einsum', 'xla' or 'cudnn', "
                         f"got {m.attention_impl!r}")
+    if m.dense_impl not in ("auto", "cpu_kernel", "xla"):
+        raise UserError(f"model.dense_impl must be 'auto', 'cpu_kernel' or 'xla', got {m.dense_impl!r}")
     if m.n_embd % m.n_head:
         raise UserError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
     if tr.schedule not in ("constant", "cosine"):

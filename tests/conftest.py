@@ -1,6 +1,7 @@
 """Shared test fixtures: small configs that compile and run in seconds on 2 CPU cores."""
 
 import importlib.util
+import os
 import pathlib
 import types
 
@@ -8,6 +9,7 @@ import ml_collections
 import pytest
 
 from icl_jax import config as config_lib
+from icl_jax.kernels import build
 
 
 def small_config(**task) -> ml_collections.ConfigDict:
@@ -35,3 +37,15 @@ def load_module(path: str | pathlib.Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def require_kernel(name: str) -> None:
+    """Skips the calling test module where C++ kernel `name` cannot be built, unless
+    ICL_JAX_REQUIRE_CPU_KERNEL=1 (.ci/run sets it, after making sure there is a compiler),
+    where that fails instead."""
+    try:
+        build.load(name)
+    except build.KernelUnavailable as e:
+        if os.environ.get("ICL_JAX_REQUIRE_CPU_KERNEL") == "1":
+            raise
+        pytest.skip(f"the CPU kernel {name} cannot be built here: {e}", allow_module_level=True)

@@ -35,6 +35,7 @@ def _config(**train):
 def _cpu_kernel_builds() -> bool:
     try:
         build.load("causal_attention_cpu")
+        build.load("dense_grad_cpu")
         return True
     except build.KernelUnavailable:
         return False
@@ -118,9 +119,14 @@ def split_batch_stays_on_its_devices(workdir: pathlib.Path) -> None:
     hlo = step_lib.make_train_step(c, spec, task, tx, EIGHT).lower(spec.abstract).compile().as_text()
     collectives = re.findall(r"(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)[(-]", hlo)
     assert set(collectives) == {"all-reduce"}, collectives
-    if _cpu_kernel_builds():  # the C++ attention kernel too runs on each device's own prompts
+    if _cpu_kernel_builds():  # the C++ kernels too run on each device's own prompts
         # the projection of one device's half: 16 prompts / 8 devices / 2 halves, 14 tokens, 2 heads
         assert "icl_causal_attention_cpu_forward" in hlo and "f32[1,14,3,2,16]" in hlo
+        # mlp_in's weight gradient (32 -> 128 wide, the one layer of output width 64·n) from the
+        # same half's 14 tokens (7 x tokens in the last block), summed by the all-reduce above
+        shapes = dict(re.findall(r"%([\w.\-]+) = (\S+) ", hlo))
+        x_shapes = [shapes[m] for m in re.findall(r'custom-call\(%([\w.\-]+), [^)]*\), custom_call_target="icl_dense_weight_grad_cpu"', hlo)]
+        assert sorted(s.split("{")[0] for s in x_shapes) == ["f32[14,32]"] * 2 + ["f32[7,32]"] * 2, x_shapes
     whole = loop.train(_config(batch_splits=1), workdir / "whole", mesh=EIGHT)
     split = loop.train(c, workdir / "split", mesh=EIGHT)
     _assert_close(whole["params"], split["params"])

@@ -18,18 +18,14 @@ from flax import nnx
 from icl_jax.errors import UserError
 from icl_jax.kernels import build, causal_attention_cpu
 from icl_jax.models import transformer
+from tests.conftest import require_kernel
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def kernel_built():
-    try:
-        build.load("causal_attention_cpu")
-    except build.KernelUnavailable as e:
-        if os.environ.get("ICL_JAX_REQUIRE_CPU_KERNEL") == "1":
-            raise
-        pytest.skip(f"the CPU attention kernel cannot be built here: {e}")
+    require_kernel("causal_attention_cpu")
 
 
 def _plain_attention(qkv, stride, scale):

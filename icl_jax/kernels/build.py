@@ -4,7 +4,8 @@ A kernel is built on first use with the host's C++ compiler (`$CXX`, else `c++`,
 `clang++` on the PATH, else the `ziglang` package's `zig c++`: `pip install ziglang` brings one
 to a machine without any) at -O3 -march=native, against the XLA FFI headers jaxlib ships.
 The shared library is kept in `$ICL_JAX_KERNEL_CACHE` (default `~/.cache/icl_jax/kernels`)
-under a name that hashes everything the binary depends on: the source, the compiler and its
+under a name that hashes everything the binary depends on: the source and the headers beside
+it, the compiler and its
 version, the flags, jaxlib's version and this CPU's model and instruction set (a cache on a
 shared home directory then never hands one host's -march=native build to another). It is
 written to a temporary file and renamed into place, so processes building at once each see
@@ -83,8 +84,9 @@ def library_path(name: str) -> pathlib.Path:
     source = SOURCE_DIR / f"{name}.cc"
     cxx = compiler()
     version = _run(cxx + ["--version"], "the C++ compiler")
+    headers = [h.read_text() for h in sorted(SOURCE_DIR.glob("*.h"))]
     key = hashlib.sha256("\0".join([
-        source.read_text(), shlex.join(cxx), version, " ".join(FLAGS), jaxlib.__version__,
+        source.read_text(), *headers, shlex.join(cxx), version, " ".join(FLAGS), jaxlib.__version__,
         platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
     target = cache_dir() / f"{name}-{key}.so"
     if target.exists():
@@ -115,3 +117,30 @@ def _load_once(name: str) -> ctypes.CDLL | KernelUnavailable:
         return e
     except OSError as e:
         return KernelUnavailable(f"loading kernel {name} failed: {e}")
+
+
+def register(name: str, targets: dict[str, str]) -> None:
+    """Registers kernel `name`'s FFI handlers with XLA:CPU ({target name: exported symbol}),
+    once per process, building the kernel if needed; KernelUnavailable if it cannot be."""
+    outcome = _register_once(name, tuple(targets.items()))
+    if isinstance(outcome, KernelUnavailable):
+        raise outcome
+
+
+@functools.cache
+def _register_once(name: str, targets: tuple[tuple[str, str], ...]) -> KernelUnavailable | None:
+    import jax.ffi
+
+    try:
+        library = load(name)
+    except KernelUnavailable as e:
+        return e
+    for target, symbol in targets:
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    return None
+
+
+@functools.cache
+def say_once(message: str) -> None:
+    """Prints a message to stderr the first time it comes up in this process."""
+    print(message, file=sys.stderr, flush=True)

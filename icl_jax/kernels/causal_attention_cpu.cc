@@ -20,31 +20,24 @@
 // target.
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "cpu_common.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-typedef float vec __attribute__((vector_size(64)));
-constexpr int64_t W = 16;  // floats per vec
-constexpr int64_t R = 8;   // rows per register block
-
-inline vec load(const float* p) {
-  vec v;
-  std::memcpy(&v, p, sizeof(vec));
-  return v;
-}
-inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
-inline vec splat(float x) { return vec{} + x; }
+using icl_jax::load;
+using icl_jax::splat;
+using icl_jax::store;
+using icl_jax::vec;
+using icl_jax::W;
+constexpr int64_t R = 8;  // rows per register block
 
 // exp for x <= 0 (arguments here are logits minus their row maximum): Cody–Waite reduction
 // x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial; relative error ~2 ulp.
@@ -247,35 +240,12 @@ void backward_one(const Shape& sh, Scratch& sc, const float* qkv, const float* o
   transposed_weights_times_rows(sh, p, dout, hf, dqkv + 2 * hf, ts);
 }
 
-// Runs body(first, last, scratch) over [0, n) in chunks on the pool and the calling thread.
+// (prompt, head) items in chunks, eight per thread, each thread with its own Scratch.
 template <typename Body>
-void parallel_over(ffi::ThreadPool& pool, const Shape& sh, Body body) {
-  struct State {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-    int64_t n, chunk;
-  };
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  auto state = std::make_shared<State>();
-  state->n = sh.b * sh.h;
-  state->chunk = std::max<int64_t>(1, state->n / (threads * 8));
-  auto work = [state, sh, body]() {
-    std::unique_ptr<Scratch> sc;  // allocated once a chunk is claimed: a late helper claims none
-    for (;;) {
-      const int64_t first = state->next.fetch_add(state->chunk);
-      if (first >= state->n) return;
-      const int64_t last = std::min(state->n, first + state->chunk);
-      if (!sc) sc = std::make_unique<Scratch>(sh);
-      body(first, last, *sc);
-      state->done.fetch_add(last - first, std::memory_order_release);
-    }
-  };
-  for (int64_t helper = 1; helper < threads && state->chunk < state->n; ++helper) pool.Schedule(decltype(work)(work));
-  work();
-  // Only chunks already claimed by running helpers remain; they finish without us.
-  while (state->done.load(std::memory_order_acquire) < state->n) {
-    std::this_thread::yield();
-  }
+void over_items(ffi::ThreadPool& pool, const Shape& sh, Body body) {
+  const int64_t n = sh.b * sh.h, threads = std::max<int64_t>(1, pool.num_threads());
+  icl_jax::parallel_over(pool, n, n / (threads * 8), [sh] { return Scratch(sh); },
+                         [sh, body](int64_t first, int64_t last, Scratch& sc) { body(first, last, sc); });
 }
 
 // qkv_BxTx3xHxF's shape, the query stride and the logits' scale; an error names what is wrong.
@@ -310,7 +280,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::ResultB
   if (auto e = shape_of(qkv, stride, scale, sh); e.failure()) return e;
   const float* qkvp = qkv.typed_data();
   float *outp = out->typed_data(), *lsep = lse->typed_data();
-  parallel_over(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
+  over_items(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
     for (int64_t x = first; x < last; ++x) {
       const Item at(sh, x);
       forward_one(sh, sc, qkvp + at.qkv, outp + at.out, lsep + at.lse);
@@ -327,7 +297,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer
   const float *qkvp = qkv.typed_data(), *outp = out.typed_data(), *lsep = lse.typed_data();
   const float* doutp = dout.typed_data();
   float* dqkvp = dqkv->typed_data();
-  parallel_over(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
+  over_items(pool, sh, [=](int64_t first, int64_t last, Scratch& sc) {
     for (int64_t x = first; x < last; ++x) {
       const Item at(sh, x);
       backward_one(sh, sc, qkvp + at.qkv, outp + at.out, lsep + at.lse, doutp + at.out, dqkvp + at.qkv);

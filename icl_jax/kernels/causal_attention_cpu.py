@@ -17,7 +17,6 @@ the batch axis (custom_vmap).
 from __future__ import annotations
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -45,24 +44,12 @@ def unsupported(qkv_BxTx3xHxF: jax.Array, stride: int = 1) -> str | None:
     if stride < 1 or qkv_BxTx3xHxF.shape[1] % stride:
         return f"queries every {stride} tokens do not divide {qkv_BxTx3xHxF.shape[1]} tokens"
     try:
-        _register()
+        build.register("causal_attention_cpu", {_FORWARD: "IclCausalAttentionForward",
+                                                _BACKWARD: "IclCausalAttentionBackward"})
     except build.KernelUnavailable as e:
-        _say_once(f"icl_jax: attention runs on the einsum core, slower: the CPU kernel is unavailable ({e})")
+        build.say_once(f"icl_jax: attention runs on the einsum core, slower: the CPU kernel is unavailable ({e})")
         return str(e)
     return None
-
-
-@functools.cache
-def _say_once(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@functools.cache
-def _register() -> None:
-    """Registers the kernel's two FFI targets, once (build.load keeps a failure for the process)."""
-    library = build.load("causal_attention_cpu")
-    for target, symbol in ((_FORWARD, "IclCausalAttentionForward"), (_BACKWARD, "IclCausalAttentionBackward")):
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
 
 
 def _vmapped_into_the_batch(call):

@@ -18,7 +18,7 @@ from flax import nnx
 
 from icl_jax import tasks
 from icl_jax.errors import UserError
-from icl_jax.kernels import causal_attention_cpu
+from icl_jax.kernels import causal_attention_cpu, dense_cpu
 from icl_jax.models import attention, tokens
 from icl_jax.models.trace import Trace
 
@@ -31,9 +31,9 @@ _TORCH_LINEAR_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform
 
 class Block(nnx.Module):
     def __init__(self, n_embd: int, n_head: int, n_layer: int, dtype=jnp.float32,
-                 attention_impl: str | None = None, *, rngs: nnx.Rngs):
+                 attention_impl: str | None = None, dense_impl: str | None = None, *, rngs: nnx.Rngs):
         residual_init = nnx.initializers.normal(0.02 / math.sqrt(2 * n_layer))
-        self.n_head, self.attention_impl = n_head, attention_impl
+        self.n_head, self.attention_impl, self.dense_impl = n_head, attention_impl, dense_impl
         linear = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
         self.ln_1 = nnx.LayerNorm(n_embd, epsilon=1e-5, rngs=rngs)
         self.qkv = nnx.Linear(n_embd, 3 * n_embd, kernel_init=_INIT, **linear)
@@ -42,11 +42,28 @@ class Block(nnx.Module):
         self.mlp_in = nnx.Linear(n_embd, 4 * n_embd, kernel_init=_INIT, **linear)
         self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, **linear)
 
+    def _dense(self, layer: nnx.Linear, x_NxE: jax.Array) -> jax.Array:
+        """layer(x). On CPU ("auto") its weight and bias gradients come from the C++ kernel
+        (kernels/dense_cpu.py) where it builds and applies: float32, an output width that is a
+        multiple of 64. Else ("xla", bfloat16 compute) the layer as Flax runs it."""
+        kernel, bias = layer.kernel[...], layer.bias[...]
+        impl = self.dense_impl
+        if impl is None and jax.default_backend() != "cpu":
+            impl = "xla"
+        if impl in (None, "cpu_kernel"):
+            unsupported = (f"it takes float32 only, the compute dtype is {jnp.dtype(layer.dtype)}"
+                           if layer.dtype not in (None, jnp.float32) else dense_cpu.unsupported(x_NxE, kernel))
+            if unsupported and impl == "cpu_kernel":
+                raise UserError(f"model.dense_impl='cpu_kernel' cannot run: {unsupported}")
+            impl = "xla" if unsupported else "cpu_kernel"
+        return dense_cpu.linear(x_NxE, kernel, bias) if impl == "cpu_kernel" else layer(x_NxE)
+
     def _qkv(self, h_NxE: jax.Array, b: int) -> jax.Array:
         """qkv_BxTx3xHxF: the normalized stream times the fused kernel, one matmul."""
         n, e = h_NxE.shape
         dtype = self.qkv.dtype or h_NxE.dtype
-        return self.qkv(self.ln_1(h_NxE).astype(dtype)).reshape(b, n // b, 3, self.n_head, e // self.n_head)
+        qkv = self._dense(self.qkv, self.ln_1(h_NxE).astype(dtype))
+        return qkv.reshape(b, n // b, 3, self.n_head, e // self.n_head)
 
     def heads(self, h_BxTxE: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """q, k, v, each BxTxHxF, unscaled: this block's projections of the stream h."""
@@ -87,7 +104,7 @@ class Block(nnx.Module):
         else:
             q, k, v = (qkv_BxTx3xHxF[:, :, j] for j in range(3))
             attended = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)[:, ::stride]
-        return self.attn_out(attended.reshape(n // stride, e))
+        return self._dense(self.attn_out, attended.reshape(n // stride, e))
 
     def __call__(self, h_BxTxE: jax.Array, stride: int = 1) -> jax.Array:
         """The stream after this block at every stride-th token, from the first: Bx(T/stride)xE.
@@ -100,7 +117,7 @@ class Block(nnx.Module):
         b, t, e = h_BxTxE.shape
         attended_MxE = self._attend(h_BxTxE.reshape(b * t, e), b, stride)
         h_MxE = h_BxTxE[:, ::stride].reshape(b * (t // stride), e) + attended_MxE.astype(h_BxTxE.dtype)
-        mlp = self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln_2(h_MxE)), approximate=True))
+        mlp = self._dense(self.mlp_out, jax.nn.gelu(self._dense(self.mlp_in, self.ln_2(h_MxE)), approximate=True))
         return (h_MxE + mlp.astype(h_MxE.dtype)).reshape(b, t // stride, e)
 
 
@@ -116,14 +133,14 @@ class Transformer(nnx.Module):
     def __init__(self, n_dims: int, n_positions: int, n_embd: int, n_layer: int, n_head: int,
                  type_channel: bool = False, compute_dtype: str = "float32", remat: bool = False,
                  scan_layers: bool = False, attention_impl: str | None = None, label_classes: int = 0,
-                 *, rngs: nnx.Rngs):
+                 dense_impl: str | None = None, *, rngs: nnx.Rngs):
         self.max_tokens = 2 * n_positions
         self.type_channel, self.remat, self.scan_layers = type_channel, remat, scan_layers
         self.label_classes = label_classes
         width = tokens.width(n_dims, label_classes, type_channel)
         self.read_in = nnx.Linear(width, n_embd, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
         self.wpe = nnx.Param(_INIT(rngs.params(), (self.max_tokens, n_embd)))
-        block_args = (n_embd, n_head, n_layer, jnp.dtype(compute_dtype), attention_impl)
+        block_args = (n_embd, n_head, n_layer, jnp.dtype(compute_dtype), attention_impl, dense_impl)
         if scan_layers:
             @nnx.split_rngs(splits=n_layer)
             @nnx.vmap(in_axes=(0,), out_axes=0)
@@ -198,7 +215,8 @@ def build(config: ml_collections.ConfigDict, key: jax.Array | int = 0) -> Transf
     return Transformer(config.task.n_dims, m.n_positions, m.n_embd, m.n_layer, m.n_head, m.type_channel,
                        m.compute_dtype, m.remat, m.scan_layers,
                        None if m.attention_impl == "auto" else m.attention_impl,
-                       tasks.label_classes(config.task), rngs=nnx.Rngs(params=key))
+                       tasks.label_classes(config.task), None if m.dense_impl == "auto" else m.dense_impl,
+                       rngs=nnx.Rngs(params=key))
 
 
 def param_count(params) -> int:
