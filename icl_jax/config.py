@@ -72,7 +72,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.remat = False  # recompute each block in the backward pass (memory for compute)
     c.model.scan_layers = False  # scan one block over stacked layers: depth-independent compile
     c.model.attention_impl = "auto"  # CPU: the C++ kernel where a compiler builds it, else einsum; elsewhere jax.nn.dot_product_attention's choice; or cpu_kernel | einsum | xla | cudnn
-    c.model.dense_impl = "auto"  # CPU: the blocks' weight and bias gradients in a C++ kernel where it builds and applies (float32, output widths multiples of 64), else XLA; or cpu_kernel | xla
+    c.model.dense_impl = "auto"  # CPU: the blocks' layer norms and weight/bias gradients in C++ kernels where they build and apply (float32; width 16·k, output width 64·k), else XLA; or cpu_kernel | xla
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 500_000

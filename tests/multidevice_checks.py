@@ -36,6 +36,7 @@ def _cpu_kernel_builds() -> bool:
     try:
         build.load("causal_attention_cpu")
         build.load("dense_grad_cpu")
+        build.load("layer_norm_cpu")
         return True
     except build.KernelUnavailable:
         return False
@@ -127,6 +128,9 @@ def split_batch_stays_on_its_devices(workdir: pathlib.Path) -> None:
         shapes = dict(re.findall(r"%([\w.\-]+) = (\S+) ", hlo))
         x_shapes = [shapes[m] for m in re.findall(r'custom-call\(%([\w.\-]+), [^)]*\), custom_call_target="icl_dense_weight_grad_cpu"', hlo)]
         assert sorted(s.split("{")[0] for s in x_shapes) == ["f32[14,32]"] * 2 + ["f32[7,32]"] * 2, x_shapes
+        # and the layer norms, on the same rows (ln_2 of the last block on its 7 x tokens)
+        normalized = re.findall(r"(\(f32\[\d+,32\])[^=]*custom-call\([^)]*\), custom_call_target=\"icl_normalize_cpu\"", hlo)
+        assert sorted(normalized) == ["(f32[14,32]"] * 6 + ["(f32[7,32]"] * 2, normalized
     whole = loop.train(_config(batch_splits=1), workdir / "whole", mesh=EIGHT)
     split = loop.train(c, workdir / "split", mesh=EIGHT)
     _assert_close(whole["params"], split["params"])

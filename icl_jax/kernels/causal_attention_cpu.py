@@ -24,7 +24,7 @@ import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-from icl_jax.kernels import build
+from icl_jax.kernels import batching, build
 
 _FORWARD = "icl_causal_attention_cpu_forward"
 _BACKWARD = "icl_causal_attention_cpu_backward"
@@ -50,20 +50,6 @@ def unsupported(qkv_BxTx3xHxF: jax.Array, stride: int = 1) -> str | None:
         build.say_once(f"icl_jax: attention runs on the einsum core, slower: the CPU kernel is unavailable ({e})")
         return str(e)
     return None
-
-
-def _vmapped_into_the_batch(call):
-    """`call` under vmap: the mapped axis joins the batch axis (every prompt and head is an
-    independent item to the kernel), unmapped operands broadcast along it."""
-    batched = jax.custom_batching.custom_vmap(call)
-
-    @batched.def_vmap
-    def rule(axis_size, in_batched, *args):
-        args = [a if mapped else jnp.broadcast_to(a, (axis_size, *a.shape)) for a, mapped in zip(args, in_batched)]
-        outs = batched(*(a.reshape(axis_size * a.shape[1], *a.shape[2:]) for a in args))
-        return tuple(o.reshape(axis_size, -1, *o.shape[1:]) for o in outs), (True,) * len(outs)
-
-    return batched
 
 
 def _sharded_by_batch_and_heads(call, rule: str, arg_head_axes: tuple[int, ...], result_head_axes: tuple[int, ...]):
@@ -112,7 +98,7 @@ def _calls(stride: int, scale: float):
     forward = _sharded_by_batch_and_heads(forward, "b t c h f -> b q h f, b h q", (3,), (2, 1))
     backward = _sharded_by_batch_and_heads(
         backward, "b t c h f, b q h f, b h q, b q h f -> b t c h f", (3, 2, 1, 2), (3,))
-    return _vmapped_into_the_batch(forward), _vmapped_into_the_batch(backward)
+    return batching.mapped_into_leading_axis(forward), batching.mapped_into_leading_axis(backward)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))

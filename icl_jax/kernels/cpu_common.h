@@ -26,6 +26,31 @@ inline vec load(const float* p) {
 inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
 inline vec splat(float x) { return vec{} + x; }
 
+// exp for x <= 0 (arguments here are logits minus their row maximum): Cody–Waite reduction
+// x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial; relative error ~2 ulp.
+inline vec exp_nonpositive(vec x) {
+  x = x < -87.0f ? splat(-87.0f) : x;  // below this exp is 0 to float32 anyway
+  vec n = x * 1.44269504088896341f;
+  // round to nearest via the 1.5·2^23 trick
+  n = (n + 12582912.0f) - 12582912.0f;
+  vec r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vec p = splat(1.9875691500E-4f);
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  typedef int32_t ivec __attribute__((vector_size(64)));
+  ivec bits = __builtin_convertvector(n, ivec) + 127;
+  bits = bits << 23;
+  vec scale;
+  std::memcpy(&scale, &bits, sizeof(vec));
+  vec out = p * scale;
+  return x <= -87.0f ? splat(0.0f) : out;
+}
+
 // Runs body(first, last, local) over the items [0, n) in chunks of `chunk`, on the pool's
 // threads and the calling one; `local` is a Local made by make_local() for each thread once
 // it has claimed a chunk (a helper that starts after the work is gone makes none). Chunks go

@@ -10,6 +10,7 @@ Legend: B batch, T tokens, D token width, E model width, H heads, F = E/H head w
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ from flax import nnx
 
 from icl_jax import tasks
 from icl_jax.errors import UserError
-from icl_jax.kernels import causal_attention_cpu, dense_cpu
+from icl_jax.kernels import causal_attention_cpu, dense_cpu, layer_norm_cpu
 from icl_jax.models import attention, tokens
 from icl_jax.models.trace import Trace
 
@@ -42,28 +43,39 @@ class Block(nnx.Module):
         self.mlp_in = nnx.Linear(n_embd, 4 * n_embd, kernel_init=_INIT, **linear)
         self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, **linear)
 
-    def _dense(self, layer: nnx.Linear, x_NxE: jax.Array) -> jax.Array:
-        """layer(x). On CPU ("auto") its weight and bias gradients come from the C++ kernel
-        (kernels/dense_cpu.py) where it builds and applies: float32, an output width that is a
-        multiple of 64. Else ("xla", bfloat16 compute) the layer as Flax runs it."""
-        kernel, bias = layer.kernel[...], layer.bias[...]
+    def _use_kernel(self, layer: nnx.Linear, unsupported: Callable[[], str | None]) -> bool:
+        """Whether a step of `layer`'s sublayer runs on a C++ kernel for CPU (dense_impl: None is
+        "auto", on CPU where the kernel builds and applies; "cpu_kernel" insists; "xla" never);
+        unsupported() says why the kernel cannot take it, or None."""
         impl = self.dense_impl
-        if impl is None and jax.default_backend() != "cpu":
-            impl = "xla"
-        if impl in (None, "cpu_kernel"):
-            unsupported = (f"it takes float32 only, the compute dtype is {jnp.dtype(layer.dtype)}"
-                           if layer.dtype not in (None, jnp.float32) else dense_cpu.unsupported(x_NxE, kernel))
-            if unsupported and impl == "cpu_kernel":
-                raise UserError(f"model.dense_impl='cpu_kernel' cannot run: {unsupported}")
-            impl = "xla" if unsupported else "cpu_kernel"
-        return dense_cpu.linear(x_NxE, kernel, bias) if impl == "cpu_kernel" else layer(x_NxE)
+        if impl == "xla" or (impl is None and jax.default_backend() != "cpu"):
+            return False
+        why = (f"it takes float32 only, the compute dtype is {jnp.dtype(layer.dtype)}"
+               if layer.dtype not in (None, jnp.float32) else unsupported())
+        if why and impl == "cpu_kernel":
+            raise UserError(f"model.dense_impl='cpu_kernel' cannot run: {why}")
+        return not why
+
+    def _dense(self, layer: nnx.Linear, x_NxE: jax.Array, norm: nnx.LayerNorm | None = None) -> jax.Array:
+        """layer(norm(x)), or layer(x) without a norm. On CPU the norm runs in the C++ kernel
+        (kernels/layer_norm_cpu.py) with its scale and shift folded into the layer,
+        (x̂·s + t)·W + b = x̂·(s∘W) + (t·W + b), and the layer's weight and bias gradients come
+        from the other (kernels/dense_cpu.py), each where it applies (_use_kernel)."""
+        kernel, bias = layer.kernel[...], layer.bias[...]
+        folded = norm is not None and self._use_kernel(layer, lambda: layer_norm_cpu.unsupported(x_NxE))
+        if folded:
+            x_NxE = layer_norm_cpu.normalize(x_NxE, norm.epsilon)
+            kernel, bias = norm.scale[...][:, None] * kernel, norm.bias[...] @ kernel + bias
+        elif norm is not None:
+            x_NxE = norm(x_NxE).astype(layer.dtype or x_NxE.dtype)
+        if self._use_kernel(layer, lambda: dense_cpu.unsupported(x_NxE, kernel)):
+            return dense_cpu.linear(x_NxE, kernel, bias)
+        return x_NxE @ kernel + bias if folded else layer(x_NxE)
 
     def _qkv(self, h_NxE: jax.Array, b: int) -> jax.Array:
         """qkv_BxTx3xHxF: the normalized stream times the fused kernel, one matmul."""
         n, e = h_NxE.shape
-        dtype = self.qkv.dtype or h_NxE.dtype
-        qkv = self._dense(self.qkv, self.ln_1(h_NxE).astype(dtype))
-        return qkv.reshape(b, n // b, 3, self.n_head, e // self.n_head)
+        return self._dense(self.qkv, h_NxE, self.ln_1).reshape(b, n // b, 3, self.n_head, e // self.n_head)
 
     def heads(self, h_BxTxE: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """q, k, v, each BxTxHxF, unscaled: this block's projections of the stream h."""
@@ -117,7 +129,7 @@ class Block(nnx.Module):
         b, t, e = h_BxTxE.shape
         attended_MxE = self._attend(h_BxTxE.reshape(b * t, e), b, stride)
         h_MxE = h_BxTxE[:, ::stride].reshape(b * (t // stride), e) + attended_MxE.astype(h_BxTxE.dtype)
-        mlp = self._dense(self.mlp_out, jax.nn.gelu(self._dense(self.mlp_in, self.ln_2(h_MxE)), approximate=True))
+        mlp = self._dense(self.mlp_out, jax.nn.gelu(self._dense(self.mlp_in, h_MxE, self.ln_2), approximate=True))
         return (h_MxE + mlp.astype(h_MxE.dtype)).reshape(b, t // stride, e)
 
 

@@ -1,8 +1,9 @@
-"""The dense-layer gradient kernel for XLA:CPU (icl_jax/kernels/dense_grad_cpu.cc) against
+"""The CPU kernels of a block's dense sublayers (icl_jax/kernels): the dense layers' weight
+and bias gradients (dense_grad_cpu.cc) and the layer norm (layer_norm_cpu.cc), against
 float64 autodiff, under vmap, and in the model.
 
-It needs a C++ compiler: without one these tests skip, unless ICL_JAX_REQUIRE_CPU_KERNEL=1.
-The 8-device checks (the kernel on each device's own tokens, FSDP) are in multidevice_checks.
+They need a C++ compiler: without one these tests skip, unless ICL_JAX_REQUIRE_CPU_KERNEL=1.
+The 8-device checks (the kernels on each device's own tokens, FSDP) are in multidevice_checks.
 """
 
 import os
@@ -16,7 +17,7 @@ import pytest
 from flax import nnx
 
 from icl_jax.errors import UserError
-from icl_jax.kernels import dense_cpu
+from icl_jax.kernels import dense_cpu, layer_norm_cpu
 from icl_jax.models import transformer
 from tests.conftest import require_kernel
 
@@ -24,8 +25,9 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def kernel_built():
+def kernels_built():
     require_kernel("dense_grad_cpu")
+    require_kernel("layer_norm_cpu")
 
 
 def _loss(linear):
@@ -80,9 +82,39 @@ def test_vmap_gives_each_slice_its_gradients():
             np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-5)
 
 
-def test_model_takes_the_kernel_on_cpu_and_agrees_with_xla():
-    """dense_impl None (auto) takes the kernel for every block layer whose output width is a
-    multiple of 64 in float32, and gives the XLA model's loss and gradients."""
+def _normalized(x, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / jnp.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
+
+
+@pytest.mark.parametrize("n,e", [(2624, 128), (33, 512), (1, 16), (64, 48)])
+def test_normalize_agrees_with_float64_autodiff(n, e):
+    """Rows of width 16·k, past the 32-row chunks, offset far from zero (the variance is of
+    the centred row)."""
+    x = 100.0 + 3.0 * jax.random.normal(jax.random.key(n + e), (n, e))
+    d_xhat = jax.random.normal(jax.random.key(1), (n, e))
+    xhat, vjp = jax.vjp(lambda x: layer_norm_cpu.normalize(x, 1e-5), x)
+    with jax.enable_x64(True):
+        xhat64, vjp64 = jax.vjp(_normalized, np.asarray(x, np.float64))
+        want = np.asarray(xhat64), np.asarray(vjp64(np.asarray(d_xhat, np.float64))[0])
+    np.testing.assert_allclose(xhat, want[0], atol=3e-5)  # x's own rounding at 100: 4e-6 of σ = 3
+    np.testing.assert_allclose(vjp(d_xhat)[0], want[1], atol=5e-5 * np.abs(want[1]).max())
+
+
+def test_normalize_under_vmap():
+    x = jax.random.normal(jax.random.key(0), (3, 10, 32))
+    value_and_grad = jax.value_and_grad(lambda x: jnp.sum(jnp.sin(3 * layer_norm_cpu.normalize(x, 1e-5))))
+    mapped = jax.jit(jax.vmap(value_and_grad))(x)
+    for i in range(3):
+        want = jax.value_and_grad(lambda x: jnp.sum(jnp.sin(3 * _normalized(x))))(x[i])
+        np.testing.assert_allclose(mapped[0][i], want[0], rtol=1e-5)
+        np.testing.assert_allclose(mapped[1][i], want[1], rtol=1e-4, atol=1e-5)
+
+
+def test_model_takes_the_kernels_on_cpu_and_agrees_with_xla():
+    """dense_impl None (auto) takes the gradient kernel for every block layer whose output
+    width is a multiple of 64 in float32 and the layer-norm kernel for widths 16·k (scale and
+    shift folded into the next layer), and gives the XLA model's loss and gradients."""
     x = jax.random.normal(jax.random.key(1), (4, 9, 3))
     y = jax.random.normal(jax.random.key(2), (4, 9))
 
@@ -92,26 +124,30 @@ def test_model_takes_the_kernel_on_cpu_and_agrees_with_xla():
         loss = lambda p: jnp.mean((nnx.merge(graphdef, p)(x, y) - y) ** 2)
         jitted = jax.jit(jax.value_and_grad(loss))
         hlo = jitted.lower(params).compile().as_text()
-        return jitted(params), hlo.count('custom_call_target="icl_dense_weight_grad_cpu"')
+        return jitted(params), tuple(hlo.count(f'custom_call_target="{t}"') for t in (
+            "icl_dense_weight_grad_cpu", "icl_normalize_cpu", "icl_normalize_vjp_cpu"))
 
     (loss_k, grads_k), calls = run(None)
-    assert calls == 8  # 2 blocks × (qkv, attention out, MLP in, MLP out)
+    assert calls == (8, 4, 4)  # 2 blocks × (qkv, attention out, MLP in, MLP out) and 2 norms each
     (loss_x, grads_x), calls = run("xla")
-    assert calls == 0
+    assert calls == (0, 0, 0)
     np.testing.assert_allclose(loss_k, loss_x, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads_k), jax.tree.leaves(grads_x), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    assert run(None, n_embd=32)[1] == 2  # only MLP in (32 -> 128) has an output width of 64·n
-    assert run(None, compute_dtype="bfloat16")[1] == 0
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    assert run(None, n_embd=32)[1] == (2, 4, 4)  # only MLP in (32 -> 128) has an output width of 64·n
+    assert run(None, n_embd=40)[1] == (0, 0, 0)  # 40 wide: neither kernel applies
+    assert run(None, compute_dtype="bfloat16")[1] == (0, 0, 0)
     with pytest.raises(UserError, match="'cpu_kernel' cannot run: it takes float32 only, the compute dtype is bfloat16"):
         run("cpu_kernel", compute_dtype="bfloat16")
     with pytest.raises(UserError, match="'cpu_kernel' cannot run: its output width must be a multiple of 64, got 96"):
         run("cpu_kernel", n_embd=32)
+    with pytest.raises(UserError, match=r"'cpu_kernel' cannot run: it takes NxE rows with E a multiple of 16, got shape \(72, 40\)"):
+        run("cpu_kernel", n_embd=40)
 
 
 def test_auto_falls_back_to_xla_and_says_why(tmp_path):
-    """Where the kernel cannot be built, `auto` trains with XLA's gradients (the same numbers)
-    and says once why; `cpu_kernel` stops with the reason."""
+    """Where the kernels cannot be built, `auto` trains with XLA's layer norms and gradients
+    (the same numbers) and says once why; `cpu_kernel` stops with the reason."""
     script = """
 import jax, jax.numpy as jnp
 from flax import nnx
@@ -132,4 +168,5 @@ except UserError as e:
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=200)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("dense-layer gradients run on XLA's products, slower: the CPU kernel is unavailable") == 1
+    assert r.stderr.count("layer norms run on XLA, slower: the CPU kernel is unavailable") == 1
     assert "model.dense_impl='cpu_kernel' cannot run: the C++ compiler failed (false --version)" in r.stdout
