@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <thread>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -25,6 +24,11 @@ inline vec load(const float* p) {
 }
 inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
 inline vec splat(float x) { return vec{} + x; }
+inline float hsum(vec v) {
+  float s = 0.0f;
+  for (int64_t l = 0; l < W; ++l) s += v[l];
+  return s;
+}
 
 // exp for x <= 0 (arguments here are logits minus their row maximum): Cody–Waite reduction
 // x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial; relative error ~2 ulp.
@@ -51,21 +55,30 @@ inline vec exp_nonpositive(vec x) {
   return x <= -87.0f ? splat(0.0f) : out;
 }
 
-// Runs body(first, last, local) over the items [0, n) in chunks of `chunk`, on the pool's
-// threads and the calling one; `local` is a Local made by make_local() for each thread once
-// it has claimed a chunk (a helper that starts after the work is gone makes none). Chunks go
-// to whichever thread is free, and the calling thread never waits for a helper that has not
-// started: two such loops side by side on a 2-thread pool, each waiting on a helper queued
-// behind the other, would deadlock.
+// Runs body(first, last, local) over the items [0, n) in chunks of `chunk` on the pool's
+// threads, and returns at once a future that completes when every item is done: the handler
+// returns it to XLA, whose calling thread goes on to other ready work (the other batch half's
+// products) instead of waiting. `local` is a Local made by make_local() for each task once it
+// has claimed a chunk. Chunks go to whichever task is running; nothing ever waits for a task
+// that has not started, so two kernels side by side on a 2-thread pool cannot deadlock, and a
+// task that starts after the last chunk is gone finds nothing and ends.
 template <typename MakeLocal, typename Body>
-void parallel_over(xla::ffi::ThreadPool& pool, int64_t n, int64_t chunk, MakeLocal make_local, Body body) {
+xla::ffi::Future parallel_over(xla::ffi::ThreadPool& pool, int64_t n, int64_t chunk, MakeLocal make_local,
+                               Body body) {
+  if (n <= 0) {
+    xla::ffi::Promise promise;
+    xla::ffi::Future future(promise);
+    promise.SetAvailable();
+    return future;
+  }
   struct State {
+    explicit State(int64_t n) : items_left(n) {}
     std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
+    xla::ffi::CountDownPromise items_left;
   };
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   chunk = std::max<int64_t>(1, chunk);
-  auto state = std::make_shared<State>();
+  auto state = std::make_shared<State>(n);
+  xla::ffi::Future future(state->items_left);
   auto work = [state, n, chunk, make_local, body]() {
     std::unique_ptr<decltype(make_local())> local;
     for (;;) {
@@ -74,13 +87,20 @@ void parallel_over(xla::ffi::ThreadPool& pool, int64_t n, int64_t chunk, MakeLoc
       const int64_t last = std::min(n, first + chunk);
       if (!local) local = std::make_unique<decltype(make_local())>(make_local());
       body(first, last, *local);
-      state->done.fetch_add(last - first, std::memory_order_release);
+      state->items_left.CountDown(last - first);
     }
   };
-  for (int64_t helper = 1; helper < threads && helper * chunk < n; ++helper) pool.Schedule(decltype(work)(work));
-  work();
-  // Only chunks already claimed by running helpers remain; they finish without us.
-  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+  const int64_t tasks = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), (n + chunk - 1) / chunk);
+  for (int64_t t = 0; t < tasks; ++t) pool.Schedule(decltype(work)(work));
+  return future;
+}
+
+// A future that has failed with `error`, for a handler that returns futures.
+inline xla::ffi::Future failed(xla::ffi::Error error) {
+  xla::ffi::Promise promise;
+  xla::ffi::Future future(promise);
+  promise.SetError(std::move(error));
+  return future;
 }
 
 }  // namespace icl_jax

@@ -92,25 +92,24 @@ void stripes(const float* x, const float* dy, int64_t n, int64_t e, int64_t o, i
 
 struct NoLocal {};
 
-ffi::Error WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                      ffi::ResultBuffer<ffi::F32> dw, ffi::ResultBuffer<ffi::F32> db) {
+ffi::Future WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                       ffi::ResultBuffer<ffi::F32> dw, ffi::ResultBuffer<ffi::F32> db) {
   const auto xd = x.dimensions(), dyd = dy.dimensions();
   if (xd.size() != 2 || dyd.size() != 2 || xd[0] != dyd[0])
-    return ffi::Error::InvalidArgument("dense_grad_cpu: x and dy must be NxE and NxO");
+    return icl_jax::failed(ffi::Error::InvalidArgument("dense_grad_cpu: x and dy must be NxE and NxO"));
   const int64_t n = xd[0], e = xd[1], o = dyd[1];
   if (o % STRIPE != 0)
-    return ffi::Error::InvalidArgument("dense_grad_cpu: the output width must be a multiple of 64");
+    return icl_jax::failed(ffi::Error::InvalidArgument("dense_grad_cpu: the output width must be a multiple of 64"));
   const float *xp = x.typed_data(), *dyp = dy.typed_data();
   float *dwp = dw->typed_data(), *dbp = db->typed_data();
   if (n == 0) {
     std::fill(dwp, dwp + e * o, 0.0f);
     std::fill(dbp, dbp + o, 0.0f);
-    return ffi::Error::Success();
   }
-  const int64_t n_stripes = o / STRIPE, threads = std::max<int64_t>(1, pool.num_threads());
-  icl_jax::parallel_over(pool, n_stripes, (n_stripes + threads - 1) / threads, [] { return NoLocal{}; },
-                         [=](int64_t first, int64_t last, NoLocal&) { stripes(xp, dyp, n, e, o, first, last, dwp, dbp); });
-  return ffi::Error::Success();
+  const int64_t n_stripes = n == 0 ? 0 : o / STRIPE, threads = std::max<int64_t>(1, pool.num_threads());
+  return icl_jax::parallel_over(
+      pool, n_stripes, (n_stripes + threads - 1) / threads, [] { return NoLocal{}; },
+      [=](int64_t first, int64_t last, NoLocal&) { stripes(xp, dyp, n, e, o, first, last, dwp, dbp); });
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ namespace ffi = xla::ffi;
 
 namespace {
 
+using icl_jax::hsum;
 using icl_jax::load;
 using icl_jax::store;
 using icl_jax::vec;
@@ -29,21 +30,15 @@ using icl_jax::W;
 
 constexpr int64_t ROWS_PER_CHUNK = 32;
 
-inline float hsum(vec v) {
-  float s = 0.0f;
-  for (int64_t l = 0; l < W; ++l) s += v[l];
-  return s;
-}
-
 struct NoLocal {};
 
 // body(row) for every row of an N×E array, in chunks over the pool.
 template <typename Body>
-void over_rows(ffi::ThreadPool& pool, int64_t n, Body body) {
-  icl_jax::parallel_over(pool, n, ROWS_PER_CHUNK, [] { return NoLocal{}; },
-                         [=](int64_t first, int64_t last, NoLocal&) {
-                           for (int64_t i = first; i < last; ++i) body(i);
-                         });
+ffi::Future over_rows(ffi::ThreadPool& pool, int64_t n, Body body) {
+  return icl_jax::parallel_over(pool, n, ROWS_PER_CHUNK, [] { return NoLocal{}; },
+                                [=](int64_t first, int64_t last, NoLocal&) {
+                                  for (int64_t i = first; i < last; ++i) body(i);
+                                });
 }
 
 ffi::Error rows_of(ffi::Buffer<ffi::F32>& x, int64_t& n, int64_t& e) {
@@ -54,13 +49,13 @@ ffi::Error rows_of(ffi::Buffer<ffi::F32>& x, int64_t& n, int64_t& e) {
   return ffi::Error::Success();
 }
 
-ffi::Error Normalize(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> xhat,
-                     ffi::ResultBuffer<ffi::F32> rstd, float eps) {
+ffi::Future Normalize(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> xhat,
+                      ffi::ResultBuffer<ffi::F32> rstd, float eps) {
   int64_t n, e;
-  if (auto err = rows_of(x, n, e); err.failure()) return err;
+  if (auto err = rows_of(x, n, e); err.failure()) return icl_jax::failed(err);
   const float* xp = x.typed_data();
   float *xhatp = xhat->typed_data(), *rstdp = rstd->typed_data();
-  over_rows(pool, n, [=](int64_t i) {
+  return over_rows(pool, n, [=](int64_t i) {
     const float* row = xp + i * e;
     vec sum = {};
     for (int64_t j = 0; j < e; j += W) sum += load(row + j);
@@ -74,16 +69,15 @@ ffi::Error Normalize(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultB
     for (int64_t j = 0; j < e; j += W) store(xhatp + i * e + j, (load(row + j) - mean) * r);
     rstdp[i] = r;
   });
-  return ffi::Error::Success();
 }
 
-ffi::Error NormalizeVjp(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xhat, ffi::Buffer<ffi::F32> rstd,
-                        ffi::Buffer<ffi::F32> dxhat, ffi::ResultBuffer<ffi::F32> dx) {
+ffi::Future NormalizeVjp(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xhat, ffi::Buffer<ffi::F32> rstd,
+                         ffi::Buffer<ffi::F32> dxhat, ffi::ResultBuffer<ffi::F32> dx) {
   int64_t n, e;
-  if (auto err = rows_of(xhat, n, e); err.failure()) return err;
+  if (auto err = rows_of(xhat, n, e); err.failure()) return icl_jax::failed(err);
   const float *xhatp = xhat.typed_data(), *rstdp = rstd.typed_data(), *dxhatp = dxhat.typed_data();
   float* dxp = dx->typed_data();
-  over_rows(pool, n, [=](int64_t i) {
+  return over_rows(pool, n, [=](int64_t i) {
     const float *xr = xhatp + i * e, *dr = dxhatp + i * e;
     vec sum = {}, dot = {};
     for (int64_t j = 0; j < e; j += W) {
@@ -95,11 +89,7 @@ ffi::Error NormalizeVjp(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xhat, ffi::B
     for (int64_t j = 0; j < e; j += W)
       store(dxp + i * e + j, (load(dr + j) - mean_d - load(xr + j) * mean_dx) * r);
   });
-  return ffi::Error::Success();
 }
-
-constexpr float SQRT_2_OVER_PI = 0.7978845608028654f;
-constexpr float CUBIC = 0.044715f;
 
 }  // namespace
 
