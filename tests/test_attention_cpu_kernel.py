@@ -50,6 +50,8 @@ def _kernel(stride, scale=0.25):
     (1, 17, 2, 48, 1),  # one key past a vector, an odd count of vectors per head
     (2, 1, 1, 16, 1),   # a single token
     (1, 15, 1, 16, 3),  # every third token
+    (1, 96, 1, 16, 3),  # every third, past one row block: rows of a block end in different key vectors
+    (2, 90, 2, 32, 5),  # every fifth
 ])
 def test_kernel_agrees_with_float64_autodiff(b, t, h, f, stride):
     keys = jax.random.split(jax.random.key(b * 1000 + t), 2)

@@ -33,6 +33,7 @@ namespace {
 using icl_jax::exp_nonpositive;
 using icl_jax::hsum;
 using icl_jax::load;
+using icl_jax::splat;
 using icl_jax::store;
 using icl_jax::vec;
 using icl_jax::W;
@@ -179,12 +180,21 @@ void transpose_padded(const Shape& sh, const float* x, int64_t xs, float* xT) {
   }
 }
 
-// Zeroes row i's entries past its visible keys, up to the end of their last vector.
-inline int64_t mask_tail(const Shape& sh, float* row, int64_t i) {
-  const int64_t keys = sh.visible(i);
-  const int64_t end = (keys + W - 1) / W * W;
-  for (int64_t j = keys; j < end; ++j) row[j] = 0.0f;
-  return end;
+// Row i's vector at j with the lanes past its visible keys set to `fill`.
+inline vec visible_lanes(const Shape& sh, vec v, int64_t i, int64_t j, float fill) {
+  typedef int32_t ivec __attribute__((vector_size(64)));
+  const ivec lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return lane + static_cast<int32_t>(j) < static_cast<int32_t>(sh.visible(i)) ? v : splat(fill);
+}
+
+// Where row i's vectors end (its last visible key's), and where those of its block of R rows
+// end: the products read a block's rows as far as its last row sees, so the entries of row i
+// between the two must be zero (they differ for query strides above 2).
+inline int64_t row_end(const Shape& sh, int64_t i) { return (sh.visible(i) + W - 1) / W * W; }
+inline int64_t block_end(const Shape& sh, int64_t i) { return row_end(sh, std::min(i / R * R + R, sh.tq) - 1); }
+
+inline void zero_past_row_end(const Shape& sh, float* row, int64_t i) {
+  for (int64_t j = row_end(sh, i); j < block_end(sh, i); j += W) store(row + j, vec{});
 }
 
 struct Scratch {
@@ -202,19 +212,21 @@ void forward_one(const Shape& sh, Scratch& sc, const float* qkv, float* out, flo
   rows_times_transposed(sh, qkv, ts * sh.s, sc.kT.data(), sh.scale, p);
   for (int64_t i = 0; i < sh.tq; ++i) {
     float* row = p + i * sh.tp;
-    const int64_t keys = sh.visible(i);
-    float m = -INFINITY;
-    for (int64_t j = 0; j < keys; ++j) m = std::max(m, row[j]);
-    const int64_t end = mask_tail(sh, row, i);
+    const int64_t end = row_end(sh, i);
+    vec maxima = splat(-INFINITY);
+    for (int64_t j = 0; j < end; j += W) {
+      const vec v = visible_lanes(sh, load(row + j), i, j, -INFINITY);
+      maxima = v > maxima ? v : maxima;
+    }
+    float m = maxima[0];
+    for (int64_t l = 1; l < W; ++l) m = std::max(m, maxima[l]);
     vec sum = {};
     for (int64_t j = 0; j < end; j += W) {
-      vec e = exp_nonpositive(load(row + j) - m);
-      if (j + W > keys) {
-        for (int64_t l = keys - j; l < W; ++l) e[l] = 0.0f;
-      }
+      const vec e = visible_lanes(sh, exp_nonpositive(load(row + j) - m), i, j, 0.0f);
       store(row + j, e);
       sum += e;
     }
+    zero_past_row_end(sh, row, i);
     const float total = hsum(sum);
     const float inv = 1.0f / total;
     for (int64_t j = 0; j < end; j += W) store(row + j, load(row + j) * inv);
@@ -237,20 +249,18 @@ void backward_one(const Shape& sh, Scratch& sc, const float* qkv, const float* o
   for (int64_t i = 0; i < sh.tq; ++i) {
     float* prow = p + i * sh.tp;
     float* drow = ds + i * sh.tp;
-    const int64_t keys = sh.visible(i);
-    const int64_t end = mask_tail(sh, prow, i);
-    mask_tail(sh, drow, i);
+    const int64_t end = row_end(sh, i);
     vec od = {};
     for (int64_t c = 0; c < sh.f; c += W) od += load(out + i * hf + c) * load(dout + i * hf + c);
     const float delta = hsum(od);  // Σ_j p_ij·dp_ij = o_i·do_i
     for (int64_t j = 0; j < end; j += W) {
-      vec e = exp_nonpositive(load(prow + j) - lse[i]);
-      if (j + W > keys) {
-        for (int64_t l = keys - j; l < W; ++l) e[l] = 0.0f;
-      }
+      const vec e = visible_lanes(sh, exp_nonpositive(load(prow + j) - lse[i]), i, j, 0.0f);
       store(prow + j, e);
-      store(drow + j, e * (load(drow + j) - delta) * sh.scale);  // d(q·k), scale included
+      // d(q·k), scale included; a select, not e·(...), so that no lane past the keys survives
+      store(drow + j, visible_lanes(sh, e * (load(drow + j) - delta) * sh.scale, i, j, 0.0f));
     }
+    zero_past_row_end(sh, prow, i);
+    zero_past_row_end(sh, drow, i);
   }
   weights_times_rows(sh, ds, qkv + hf, ts, dqkv, ts * sh.s);
   for (int64_t t = 0; t < sh.t; ++t)
