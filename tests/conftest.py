@@ -3,6 +3,8 @@
 import importlib.util
 import os
 import pathlib
+import subprocess
+import sys
 import types
 
 import ml_collections
@@ -49,3 +51,12 @@ def require_kernel(name: str) -> None:
         if os.environ.get("ICL_JAX_REQUIRE_CPU_KERNEL") == "1":
             raise
         pytest.skip(f"the CPU kernel {name} cannot be built here: {e}", allow_module_level=True)
+
+
+def run_without_compiler(script: str, kernel_cache: pathlib.Path) -> subprocess.CompletedProcess:
+    """`python -c script` where no C++ kernel can be built (CXX=false, an empty kernel cache);
+    fails the test if the script does."""
+    env = dict(os.environ, CXX="false", ICL_JAX_KERNEL_CACHE=str(kernel_cache))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r

@@ -18,7 +18,7 @@ from flax import nnx
 from icl_jax.errors import UserError
 from icl_jax.kernels import build, causal_attention_cpu
 from icl_jax.models import transformer
-from tests.conftest import require_kernel
+from tests.conftest import require_kernel, run_without_compiler
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -195,8 +195,6 @@ try:
 except UserError as e:
     print(e)
 """
-    env = dict(os.environ, CXX="false", ICL_JAX_KERNEL_CACHE=str(tmp_path))
-    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=200)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_without_compiler(script, tmp_path)
     assert r.stderr.count("attention runs on the einsum core, slower: the CPU kernel is unavailable") == 1, r.stderr
     assert "model.attention_impl='cpu_kernel' cannot run: the C++ compiler failed (false --version)" in r.stdout

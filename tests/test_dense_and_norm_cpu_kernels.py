@@ -6,9 +6,6 @@ They need a C++ compiler: without one these tests skip, unless ICL_JAX_REQUIRE_C
 The 8-device checks (the kernels on each device's own tokens, FSDP) are in multidevice_checks.
 """
 
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +16,7 @@ from flax import nnx
 from icl_jax.errors import UserError
 from icl_jax.kernels import dense_cpu, layer_norm_cpu
 from icl_jax.models import transformer
-from tests.conftest import require_kernel
+from tests.conftest import require_kernel, run_without_compiler
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -164,9 +161,7 @@ try:
 except UserError as e:
     print(e)
 """
-    env = dict(os.environ, CXX="false", ICL_JAX_KERNEL_CACHE=str(tmp_path))
-    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=200)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_without_compiler(script, tmp_path)
     assert r.stderr.count("dense-layer gradients run on XLA's products, slower: the CPU kernel is unavailable") == 1
     assert r.stderr.count("layer norms run on XLA, slower: the CPU kernel is unavailable") == 1
     assert "model.dense_impl='cpu_kernel' cannot run: the C++ compiler failed (false --version)" in r.stdout
