@@ -119,12 +119,19 @@ def _load_once(name: str) -> ctypes.CDLL | KernelUnavailable:
         return KernelUnavailable(f"loading kernel {name} failed: {e}")
 
 
-def register(name: str, targets: dict[str, str]) -> None:
-    """Registers kernel `name`'s FFI handlers with XLA:CPU ({target name: exported symbol}),
-    once per process, building the kernel if needed; KernelUnavailable if it cannot be."""
+def unavailable(name: str, targets: dict[str, str], fallback: str) -> str | None:
+    """Why kernel `name` cannot run here, or None once its FFI handlers ({target name: exported
+    symbol}) are registered with XLA:CPU (built first if needed; once per process). A kernel
+    that cannot be built is reported once on stderr, as "icl_jax: <fallback>, slower: ..."."""
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return f"it runs on CPU only, and the default backend is {jax.default_backend()}"
     outcome = _register_once(name, tuple(targets.items()))
-    if isinstance(outcome, KernelUnavailable):
-        raise outcome
+    if outcome is None:
+        return None
+    _say_once(f"icl_jax: {fallback}, slower: the CPU kernel is unavailable ({outcome})")
+    return str(outcome)
 
 
 @functools.cache
@@ -141,6 +148,5 @@ def _register_once(name: str, targets: tuple[tuple[str, str], ...]) -> KernelUna
 
 
 @functools.cache
-def say_once(message: str) -> None:
-    """Prints a message to stderr the first time it comes up in this process."""
+def _say_once(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

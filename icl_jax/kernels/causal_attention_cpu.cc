@@ -30,7 +30,6 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-using icl_jax::exp_nonpositive;
 using icl_jax::hsum;
 using icl_jax::load;
 using icl_jax::splat;
@@ -38,6 +37,31 @@ using icl_jax::store;
 using icl_jax::vec;
 using icl_jax::W;
 constexpr int64_t R = 8;  // rows per register block
+
+// exp for x <= 0 (arguments here are logits minus their row maximum): Cody–Waite reduction
+// x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial; relative error ~2 ulp.
+inline vec exp_nonpositive(vec x) {
+  x = x < -87.0f ? splat(-87.0f) : x;  // below this exp is 0 to float32 anyway
+  vec n = x * 1.44269504088896341f;
+  // round to nearest via the 1.5·2^23 trick
+  n = (n + 12582912.0f) - 12582912.0f;
+  vec r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vec p = splat(1.9875691500E-4f);
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  typedef int32_t ivec __attribute__((vector_size(64)));
+  ivec bits = __builtin_convertvector(n, ivec) + 127;
+  bits = bits << 23;
+  vec scale;
+  std::memcpy(&scale, &bits, sizeof(vec));
+  vec out = p * scale;
+  return x <= -87.0f ? splat(0.0f) : out;
+}
 
 struct Shape {
   int64_t b, t, h, f, s, tq, tp;

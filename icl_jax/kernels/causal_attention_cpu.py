@@ -33,8 +33,6 @@ VECTOR = 16  # the kernel's float32 vector: head width must be a multiple of it
 
 def unsupported(qkv_BxTx3xHxF: jax.Array, stride: int = 1) -> str | None:
     """Why the kernel cannot take this projection here, or None if it can (building it if needed)."""
-    if jax.default_backend() != "cpu":
-        return f"it runs on CPU only, and the default backend is {jax.default_backend()}"
     if qkv_BxTx3xHxF.dtype != jnp.float32:
         return f"it takes float32 only, got {qkv_BxTx3xHxF.dtype}"
     if qkv_BxTx3xHxF.ndim != 5 or qkv_BxTx3xHxF.shape[2] != 3:
@@ -43,13 +41,9 @@ def unsupported(qkv_BxTx3xHxF: jax.Array, stride: int = 1) -> str | None:
         return f"its head width must be a multiple of {VECTOR}, got {qkv_BxTx3xHxF.shape[-1]}"
     if stride < 1 or qkv_BxTx3xHxF.shape[1] % stride:
         return f"queries every {stride} tokens do not divide {qkv_BxTx3xHxF.shape[1]} tokens"
-    try:
-        build.register("causal_attention_cpu", {_FORWARD: "IclCausalAttentionForward",
-                                                _BACKWARD: "IclCausalAttentionBackward"})
-    except build.KernelUnavailable as e:
-        build.say_once(f"icl_jax: attention runs on the einsum core, slower: the CPU kernel is unavailable ({e})")
-        return str(e)
-    return None
+    return build.unavailable("causal_attention_cpu", {_FORWARD: "IclCausalAttentionForward",
+                                                      _BACKWARD: "IclCausalAttentionBackward"},
+                             "attention runs on the einsum core")
 
 
 def _sharded_by_batch_and_heads(call, rule: str, arg_head_axes: tuple[int, ...], result_head_axes: tuple[int, ...]):

@@ -30,31 +30,6 @@ inline float hsum(vec v) {
   return s;
 }
 
-// exp for x <= 0 (arguments here are logits minus their row maximum): Cody–Waite reduction
-// x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial; relative error ~2 ulp.
-inline vec exp_nonpositive(vec x) {
-  x = x < -87.0f ? splat(-87.0f) : x;  // below this exp is 0 to float32 anyway
-  vec n = x * 1.44269504088896341f;
-  // round to nearest via the 1.5·2^23 trick
-  n = (n + 12582912.0f) - 12582912.0f;
-  vec r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  vec p = splat(1.9875691500E-4f);
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  p = p * r * r + r + 1.0f;
-  typedef int32_t ivec __attribute__((vector_size(64)));
-  ivec bits = __builtin_convertvector(n, ivec) + 127;
-  bits = bits << 23;
-  vec scale;
-  std::memcpy(&scale, &bits, sizeof(vec));
-  vec out = p * scale;
-  return x <= -87.0f ? splat(0.0f) : out;
-}
-
 // Runs body(first, last, local) over the items [0, n) in chunks of `chunk` on the pool's
 // threads, and returns at once a future that completes when every item is done: the handler
 // returns it to XLA, whose calling thread goes on to other ready work (the other batch half's
@@ -93,6 +68,14 @@ xla::ffi::Future parallel_over(xla::ffi::ThreadPool& pool, int64_t n, int64_t ch
   const int64_t tasks = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), (n + chunk - 1) / chunk);
   for (int64_t t = 0; t < tasks; ++t) pool.Schedule(decltype(work)(work));
   return future;
+}
+
+// parallel_over for a body(first, last) that needs no per-task state.
+template <typename Body>
+xla::ffi::Future parallel_over(xla::ffi::ThreadPool& pool, int64_t n, int64_t chunk, Body body) {
+  struct None {};
+  return parallel_over(pool, n, chunk, [] { return None{}; },
+                       [body](int64_t first, int64_t last, None&) { body(first, last); });
 }
 
 // A future that has failed with `error`, for a handler that returns futures.

@@ -31,21 +31,14 @@ STRIPE = 64  # columns of dw per kernel work item: the output width must be a mu
 def unsupported(x_NxE: jax.Array, w_ExO: jax.Array) -> str | None:
     """Why the kernel cannot give this layer's gradients here, or None if it can (building it
     if needed)."""
-    if jax.default_backend() != "cpu":
-        return f"it runs on CPU only, and the default backend is {jax.default_backend()}"
     if x_NxE.dtype != jnp.float32 or w_ExO.dtype != jnp.float32:
         return f"it takes float32 only, got {x_NxE.dtype} inputs and {w_ExO.dtype} weights"
     if x_NxE.ndim != 2 or w_ExO.ndim != 2 or x_NxE.shape[1] != w_ExO.shape[0]:
         return f"it takes NxE inputs and ExO weights, got {x_NxE.shape} and {w_ExO.shape}"
     if w_ExO.shape[1] % STRIPE:
         return f"its output width must be a multiple of {STRIPE}, got {w_ExO.shape[1]}"
-    try:
-        build.register("dense_grad_cpu", {_TARGET: "IclDenseWeightGrad"})
-    except build.KernelUnavailable as e:
-        build.say_once(f"icl_jax: dense-layer gradients run on XLA's products, slower: the CPU kernel is "
-                       f"unavailable ({e})")
-        return str(e)
-    return None
+    return build.unavailable("dense_grad_cpu", {_TARGET: "IclDenseWeightGrad"},
+                             "dense-layer gradients run on XLA's products")
 
 
 def _weight_grad(x_NxE: jax.Array, dy_NxO: jax.Array) -> tuple[jax.Array, jax.Array]:

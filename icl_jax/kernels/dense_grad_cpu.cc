@@ -90,8 +90,6 @@ void stripes(const float* x, const float* dy, int64_t n, int64_t e, int64_t o, i
   }
 }
 
-struct NoLocal {};
-
 ffi::Future WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                        ffi::ResultBuffer<ffi::F32> dw, ffi::ResultBuffer<ffi::F32> db) {
   const auto xd = x.dimensions(), dyd = dy.dimensions();
@@ -107,9 +105,10 @@ ffi::Future WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
     std::fill(dbp, dbp + o, 0.0f);
   }
   const int64_t n_stripes = n == 0 ? 0 : o / STRIPE, threads = std::max<int64_t>(1, pool.num_threads());
-  return icl_jax::parallel_over(
-      pool, n_stripes, (n_stripes + threads - 1) / threads, [] { return NoLocal{}; },
-      [=](int64_t first, int64_t last, NoLocal&) { stripes(xp, dyp, n, e, o, first, last, dwp, dbp); });
+  const int64_t per_thread = (n_stripes + threads - 1) / threads;
+  return icl_jax::parallel_over(pool, n_stripes, per_thread, [=](int64_t first, int64_t last) {
+    stripes(xp, dyp, n, e, o, first, last, dwp, dbp);
+  });
 }
 
 }  // namespace

@@ -30,15 +30,12 @@ using icl_jax::W;
 
 constexpr int64_t ROWS_PER_CHUNK = 32;
 
-struct NoLocal {};
-
 // body(row) for every row of an N×E array, in chunks over the pool.
 template <typename Body>
 ffi::Future over_rows(ffi::ThreadPool& pool, int64_t n, Body body) {
-  return icl_jax::parallel_over(pool, n, ROWS_PER_CHUNK, [] { return NoLocal{}; },
-                                [=](int64_t first, int64_t last, NoLocal&) {
-                                  for (int64_t i = first; i < last; ++i) body(i);
-                                });
+  return icl_jax::parallel_over(pool, n, ROWS_PER_CHUNK, [=](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) body(i);
+  });
 }
 
 ffi::Error rows_of(ffi::Buffer<ffi::F32>& x, int64_t& n, int64_t& e) {

@@ -30,18 +30,11 @@ VECTOR = 16  # the kernel's float32 vector: the row width must be a multiple of 
 
 def unsupported(x_NxE: jax.Array) -> str | None:
     """Why the kernel cannot take these rows here, or None if it can (building it if needed)."""
-    if jax.default_backend() != "cpu":
-        return f"it runs on CPU only, and the default backend is {jax.default_backend()}"
     if x_NxE.dtype != jnp.float32:
         return f"it takes float32 only, got {x_NxE.dtype}"
     if x_NxE.ndim != 2 or x_NxE.shape[1] % VECTOR:
         return f"it takes NxE rows with E a multiple of {VECTOR}, got shape {x_NxE.shape}"
-    try:
-        build.register("layer_norm_cpu", _TARGETS)
-    except build.KernelUnavailable as e:
-        build.say_once(f"icl_jax: layer norms run on XLA, slower: the CPU kernel is unavailable ({e})")
-        return str(e)
-    return None
+    return build.unavailable("layer_norm_cpu", _TARGETS, "layer norms run on XLA")
 
 
 def _rowwise(call, sharding_rule: str):
