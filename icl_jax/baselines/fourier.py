@@ -1,32 +1,36 @@
 """Baselines for Fourier-series prompts (tasks/fourier.py), every prefix at once.
 
 In the Fourier features φ(x) (2N_max+1 columns, frequency n owning columns 2n-1, 2n) a series
-with N frequencies is a Gaussian-linear model: w ~ N(0, I/N) on the first 2N+1 columns, zero
-after. So
-  * fixed N: the exact posterior is the Gaussian posterior on those columns; noiseless, the
-    min-norm least-squares fit (identified from 2N+1 points);
-  * N ~ U{1..N_max}: the Bayesian model average over N, one mixture component per N
-    (mixture.py: float64, evidences by orthogonal updates, noiseless limits: a component that
-    interpolates more of the prompt exactly outranks a larger one, so the smallest consistent
-    N wins once it is identified).
+with N frequencies is a Gaussian-linear model on the first 2N+1 columns, w ~ N(0, I/N). The
+models for different N are nested (a smaller one's columns are a prefix of a larger one's),
+and nested_features.py gives their exact posteriors from a fresh orthogonal factorization of
+every prefix:
+  * fixed N: the Gaussian posterior on those columns; noiseless, the min-norm least-squares
+    fit (identified from 2N+1 points);
+  * N ~ U{1..N_max}: the Bayesian model average over N (noiseless: a model that explains more
+    of the prompt exactly outranks a larger one, so the smallest consistent N wins once it is
+    identified; consistency is decided by the fit's backward error, docs/baselines.md).
 `least_squares_features` is least squares on the features of a given number of frequencies
 per prompt (the true N: an oracle for the mixture; N_max: the unregularized fit).
-Legend: B prompts, K points, F = 2 N_max + 1 features, C components (values of N).
+Legend: B prompts, K points, F = 2 N_max + 1 features.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from icl_jax.baselines import mixture
+from icl_jax.baselines import nested_features
 from icl_jax.tasks import fourier as fourier_tasks
 
-# Noiseless consistency: a feature fit at cond(Φ) ~ 1e6 (clustered points) leaves ~1e-10 of the
-# label scale on the true N in float64, while a too-small N leaves the dropped terms, ~1/√N of
-# the scale; 1e-8 sits between with margin on both sides (the default 1e-12 rejects the truth).
-CONSISTENCY_TOL = 1e-8
+
+class FourierPosterior(NamedTuple):
+    yhat_BxK: np.ndarray  # the Bayes prediction of y_k from the k examples before it
+    w_BxKxD: np.ndarray | None  # posterior mean of the coefficients (feature order), when asked for
+    true_weight_BxK: np.ndarray | None  # posterior probability of the prompt's own N, when given
+    entropy_BxK: np.ndarray  # entropy of the posterior over N (nats)
 
 
 def feature_prompts(x_BxKx1, max_frequency: int, half_period: float) -> np.ndarray:
@@ -34,30 +38,19 @@ def feature_prompts(x_BxKx1, max_frequency: int, half_period: float) -> np.ndarr
     return fourier_tasks.features(np.asarray(x_BxKx1, np.float64)[..., 0], max_frequency, half_period, np)
 
 
-def components(max_frequency: int, orders) -> mixture.GaussianComponents:
-    """One component per N in `orders`, prior weight 1/len(orders): w ~ N(0, I/N) on the
-    first 2N+1 feature columns (a dense factor with zero columns past them)."""
-    orders = np.asarray(orders)
-    F = 2 * max_frequency + 1
-    keep_CxF = fourier_tasks.frequency_of_column(max_frequency)[None] <= orders[:, None]
-    factor_CxFxF = np.eye(F)[None] * (keep_CxF / np.sqrt(orders)[:, None])[:, None, :]
-    return mixture.GaussianComponents(np.full(len(orders), -math.log(len(orders))), np.zeros((len(orders), F)),
-                                      factor_CxDxR=factor_CxFxF, chunk=2)
-
-
 def posterior(x_BxKx1, y_BxK, max_frequency: int, half_period: float, *, mixture_over_n: bool,
-              noise_std: float = 0.0, true_n_B=None, with_weights: bool = False) -> mixture.MixturePosterior:
+              noise_std: float = 0.0, true_n_B=None, with_weights: bool = False) -> FourierPosterior:
     """The exact posterior mean at every k (for the mixture also the posterior weight of the
-    true N when true_n_B is given, and the entropy over N). w_BxKxF: posterior mean of the
-    coefficients in feature order."""
+    true N when true_n_B is given, and the entropy over N)."""
     orders = np.arange(1, max_frequency + 1) if mixture_over_n else np.array([max_frequency])
-    true_index = None
+    fit = nested_features.posterior(feature_prompts(x_BxKx1, max_frequency, half_period), y_BxK,
+                                    columns_C=2 * orders + 1, log_prior_C=np.full(len(orders), -math.log(len(orders))),
+                                    prior_var_C=1.0 / orders, noise_std=noise_std, with_weights=with_weights)
+    true_weight = None
     if true_n_B is not None:
-        true_index = [np.asarray(true_n_B).astype(np.int64) - 1 if mixture_over_n else np.zeros(len(true_n_B), int)]
-    return mixture.mixture_posterior(feature_prompts(x_BxKx1, max_frequency, half_period), y_BxK,
-                                     [components(max_frequency, orders)], noise_std, true_index_FxB=true_index,
-                                     with_weights=with_weights,
-                                     consistency_tol=None if noise_std else CONSISTENCY_TOL)
+        index_B = np.asarray(true_n_B).astype(np.int64) - 1 if mixture_over_n else np.zeros(len(true_n_B), int)
+        true_weight = np.take_along_axis(fit.weight_BxKxC, index_B[:, None, None], axis=2)[..., 0]
+    return FourierPosterior(fit.yhat_BxK, fit.w_BxKxF, true_weight, fit.entropy_BxK)
 
 
 def least_squares_features(x_BxKx1, y_BxK, n_B, max_frequency: int, half_period: float, *,
@@ -65,17 +58,23 @@ def least_squares_features(x_BxKx1, y_BxK, n_B, max_frequency: int, half_period:
     """Min-norm least squares on the features up to frequency n_B[b] (per prompt), every k:
     yhat_BxK, or with_weights the fitted coefficients w_BxKxF (feature order) as well.
 
-    In float64 through the mixture solver (one component, identity prior, σ = 0: its posterior
-    mean is the min-norm interpolant, and zeroed columns stay out of the fit): features
-    rounded to float32 would perturb the square fit at k = 2N+1, whose condition number
-    reaches 1e6 on clustered points, by O(0.1)."""
+    The noiseless posterior of one model with an isotropic prior is the min-norm
+    interpolant, so this is nested_features with one model per group of prompts sharing N,
+    in float64: features rounded to float32 would perturb the square fit at k = 2N+1, whose
+    condition number reaches 1e6 on clustered points, by O(0.1)."""
     phi = feature_prompts(x_BxKx1, max_frequency, half_period)
-    keep_BxF = fourier_tasks.frequency_of_column(max_frequency)[None] <= np.asarray(n_B)[:, None]
-    F = phi.shape[-1]
-    identity = mixture.GaussianComponents(np.zeros(1), np.zeros((1, F)), factor_CxDxR=np.eye(F)[None])
-    fit = mixture.mixture_posterior(phi * keep_BxF[:, None, :], y_BxK, [identity], 0.0,
-                                    consistency_tol=CONSISTENCY_TOL, with_weights=with_weights)
-    return (fit.yhat_BxK, fit.w_BxKxD) if with_weights else fit.yhat_BxK
+    n_B = np.asarray(n_B).astype(np.int64)
+    y = np.asarray(y_BxK, np.float64)
+    yhat = np.zeros(y.shape)
+    w = np.zeros(phi.shape) if with_weights else None
+    for n in np.unique(n_B):
+        rows = n_B == n
+        fit = nested_features.posterior(phi[rows], y[rows], columns_C=[2 * n + 1], log_prior_C=[0.0],
+                                        prior_var_C=[1.0], with_weights=with_weights)
+        yhat[rows] = fit.yhat_BxK
+        if with_weights:
+            w[rows] = fit.w_BxKxF
+    return (yhat, w) if with_weights else yhat
 
 
 def label_mean(x_BxKx1, y_BxK) -> np.ndarray:
