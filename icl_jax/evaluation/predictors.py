@@ -90,9 +90,11 @@ def _averaging_weights(x, y):
 
 
 def all_baselines(task_config: ml_collections.ConfigDict, tuning_seed: int) -> dict[str, Baseline]:
-    """The classic learners (linear_baselines), gradient descent with η tuned per k on prior
-    prompts (1 and 10 steps), and for sparse classes the Lasso with α tuned per k. Not the
-    exact posterior, which evaluate runs itself (it reports more than predictions)."""
+    """The classic learners (linear_baselines), gradient descent `gd_t` (t = 1 and 10 steps from
+    w = 0, the step of each prompt η_k / λ_max(G_k), its own curvature, with η_k ∈ (0, 2) tuned
+    per k on prior prompts: see baselines/gradient_descent.py), and for sparse classes the Lasso
+    with α tuned per k. Not the exact posterior, which evaluate runs itself (it reports more
+    than predictions)."""
     sigma = float(task_config.noise_std)
     classic = linear_baselines(task_config)
     out = {name: Baseline(fn) for name, fn in classic.items()}
@@ -101,12 +103,15 @@ def all_baselines(task_config: ml_collections.ConfigDict, tuning_seed: int) -> d
     out["averaging"].weights = _averaging_weights
     out["zero"].weights = lambda x, y: np.zeros(x.shape)
     x_t, y_t = tuning_prompts(task_config, tuning_seed)
-    for steps in GD_STEPS:
-        eta = gradient_descent.tune_step_sizes(x_t, y_t, steps)
+    for steps in GD_STEPS:  # step η_k / λ_max(G_k) of each prompt: no prompt can diverge
+        eta = gradient_descent.tune_step_sizes(x_t, y_t, steps, normalized=True)
         out[f"gd_{steps}"] = Baseline(
-            lambda x, y, eta=eta, steps=steps: np.asarray(gradient_descent.gradient_descent(x, y, eta, steps)),
-            lambda x, y, eta=eta, steps=steps: np.asarray(gradient_descent.gradient_descent_weights(x, y, eta, steps)),
-            {"step_size_per_k": eta.tolist(), "steps": steps})
+            lambda x, y, eta=eta, steps=steps: np.asarray(
+                gradient_descent.normalized_gradient_descent(x, y, eta, steps)),
+            lambda x, y, eta=eta, steps=steps: np.asarray(
+                gradient_descent.normalized_gradient_descent_weights(x, y, eta, steps)),
+            {"step_size_per_k": eta.tolist(), "steps": steps,
+             "step_rule": "step_size_per_k[k] / largest eigenvalue of the prompt's X_k^T X_k / k"})
     if task_config.name == "sparse_linear":
         G = len(LASSO_ALPHAS)  # every penalty in one call: copies of the tuning prompts
         alpha_grid = np.repeat(LASSO_ALPHAS, len(x_t))[:, None] * np.ones(x_t.shape[1])
