@@ -10,7 +10,7 @@ import json
 
 from absl import app, flags
 
-from icl_jax import cli
+from icl_jax import cli, compilation_cache
 from icl_jax.analysis import ANALYSES
 from icl_jax.errors import UserError
 
@@ -43,6 +43,8 @@ def main(argv):
     except ValueError:
         raise UserError(f"--k must be comma-separated integers, got {','.join(_K.value)!r}") from None
     from icl_jax.analysis import common  # late: keeps `--help` fast
+
+    compilation_cache.enable()
 
     run = None
     for name in names:

@@ -11,7 +11,7 @@ if __name__ == "__main__":
 
 from absl import app, flags  # noqa: E402
 
-from icl_jax import cli, parallel  # noqa: E402
+from icl_jax import cli, compilation_cache, parallel  # noqa: E402
 from icl_jax.evaluation import run  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by icl_jax.train.")
@@ -28,6 +28,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if parallel.multihost_requested(_MULTIHOST.value):
         parallel.initialize_multihost()  # before any other JAX call
+    compilation_cache.enable()
     run.evaluate(_WORKDIR.value, _STEP.value, _NUM_PROMPTS.value)
 
 

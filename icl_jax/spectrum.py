@@ -11,7 +11,7 @@ sequences (evaluate's learning curves need one per prompt) and has its own knobs
 
 from absl import app, flags
 
-from icl_jax import cli
+from icl_jax import cli, compilation_cache
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a fourier or fourier_mixture run.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
@@ -72,6 +72,7 @@ def format_table(result: dict) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    compilation_cache.enable()
     run(_WORKDIR.value, _STEP.value, _NUM_PROMPTS.value, _GRID.value)
 
 

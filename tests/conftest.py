@@ -1,17 +1,40 @@
 """Shared test fixtures: small configs that compile and run in seconds on 2 CPU cores."""
 
+import contextlib
+import importlib
 import importlib.util
+import io
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import types
 
 import ml_collections
 import pytest
 
-from icl_jax import config as config_lib
+from icl_jax import compilation_cache, config as config_lib
 from icl_jax.kernels import build
+
+_SESSION_CACHE = "_ICL_JAX_TEST_SESSION_CACHE"  # set where this session made the folder
+
+
+def pytest_configure(config):
+    """One XLA compilation cache (compilation_cache.py) for the session, in a fresh folder:
+    the many tests that compile the same small programs, in either xdist worker or in a CLI
+    subprocess, compile each once. The first process (the xdist controller) makes it, the
+    workers and subprocesses inherit it through the environment, and it is removed at the end.
+    ICL_JAX_COMPILATION_CACHE=0 runs the suite without it; a path there is used as it is."""
+    if compilation_cache.ENV not in os.environ:
+        os.environ[compilation_cache.ENV] = os.environ[_SESSION_CACHE] = tempfile.mkdtemp(prefix="icl_jax_xla_")
+    compilation_cache.enable()
+
+
+def pytest_unconfigure(config):
+    if os.environ.get(_SESSION_CACHE) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(os.environ.pop(_SESSION_CACHE), ignore_errors=True)
 
 
 def small_config(**task) -> ml_collections.ConfigDict:
@@ -60,3 +83,36 @@ def run_without_compiler(script: str, kernel_cache: pathlib.Path) -> subprocess.
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=200)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
+
+
+def run_cli_in_process(module: str, *args: str, cwd: str | pathlib.Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` (an icl_jax command) run in this process: no interpreter or JAX
+    start per call. The module's flags are defined for the call and removed after it (the
+    programs define flags of the same names), and the flags are parsed as the program's
+    app.run parses them (cli.parse_flags), in `cwd` if given. Returns the exit code and what
+    it printed."""
+    from absl import flags, logging
+
+    from icl_jax import cli
+
+    known, out, err, code, argv = set(flags.FLAGS), io.StringIO(), io.StringIO(), 0, sys.argv
+    verbosity = logging.get_verbosity()  # the programs set theirs
+    sys.argv = [module, *args]  # config_flags reads its --config.KEY overrides from here
+    here = os.getcwd()
+    try:
+        os.chdir(cwd or here)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main = importlib.import_module(module).main
+                main(cli.parse_flags([module, *args]))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        os.chdir(here)
+        sys.argv = argv
+        sys.modules.pop(module, None)
+        for name in set(flags.FLAGS) - known:
+            delattr(flags.FLAGS, name)
+        flags.FLAGS.unparse_flags()
+        logging.set_verbosity(verbosity)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
