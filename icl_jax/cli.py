@@ -7,12 +7,14 @@ import sys
 
 from absl import flags, logging
 
-from icl_jax.errors import NonFiniteLoss, UserError
+from icl_jax.errors import NonFiniteLoss, Stopped, UserError
 
 
 def reports_user_errors(main):
-    """Wraps an absl main: a UserError or NonFiniteLoss prints `error: ...` and exits 1;
-    library INFO logs are off unless --verbosity is given."""
+    """Wraps an absl main: a UserError or NonFiniteLoss prints `error: ...` and exits 1; a run
+    that SIGTERM or SIGINT stopped before train.steps (errors.Stopped, its checkpoint saved and
+    reported) exits 128 + the signal's number, the shell's convention (143, 130); library INFO
+    logs are off unless --verbosity is given."""
 
     @functools.wraps(main)
     def wrapped(argv):
@@ -22,6 +24,8 @@ def reports_user_errors(main):
             return main(argv)
         except (UserError, NonFiniteLoss) as e:
             _fail(str(e))
+        except Stopped as e:
+            sys.exit(e.exit_status)
 
     return wrapped
 

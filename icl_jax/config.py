@@ -155,8 +155,12 @@ def _positive(config, *paths: str) -> None:
             raise UserError(f"config key {path!r} must be positive, got {value!r}")
 
 
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Raises UserError naming the first bad key; returns the config for chaining."""
+def validate(config: ml_collections.ConfigDict, curriculum_set: bool = False) -> ml_collections.ConfigDict:
+    """Raises UserError naming the first bad key; returns the config for chaining.
+
+    The curriculum's start values are checked when it is on (curriculum.interval > 0), or when
+    `curriculum_set` says the command line set curriculum keys: a curriculum turned off in the
+    config file must not hide, say, a dims_start above task.n_dims."""
     from icl_jax import tasks  # the registry knows which task names exist
 
     _check_keys(config)
@@ -195,13 +199,14 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise UserError(f"train.batch_splits must be >= 0 (0: auto), got {tr.batch_splits}")
     if cu.interval < 0:
         raise UserError(f"curriculum.interval must be >= 0, got {cu.interval}")
-    if cu.interval:
+    if cu.interval or curriculum_set:
         grown = tasks.curriculum_key(t)  # n_dims, or what the family grows instead
+        off = "" if cu.interval else " (and the curriculum is off here: curriculum.interval=0)"
         if not 1 <= cu.dims_start <= t[grown]:
-            raise UserError(f"curriculum.dims_start={cu.dims_start} must lie in [1, task.{grown}={t[grown]}]")
+            raise UserError(f"curriculum.dims_start={cu.dims_start} must lie in [1, task.{grown}={t[grown]}]{off}")
         if not 1 <= cu.points_start <= t.n_points:
             raise UserError(
-                f"curriculum.points_start={cu.points_start} must lie in [1, task.n_points={t.n_points}]"
+                f"curriculum.points_start={cu.points_start} must lie in [1, task.n_points={t.n_points}]{off}"
             )
         if cu.dims_increment < 0 or cu.points_increment < 0:
             raise UserError("curriculum increments must be >= 0")

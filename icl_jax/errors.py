@@ -1,4 +1,4 @@
-"""The one exception type for bad user input; the CLIs turn it into a one-line message."""
+"""Exceptions the CLIs turn into a one-line message and an exit status (cli.py)."""
 
 
 class UserError(ValueError):
@@ -7,3 +7,16 @@ class UserError(ValueError):
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss; the message names the step and the last good checkpoint."""
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT stopped a run before train.steps, after saving its checkpoint at `step`.
+    The CLI exits with the shell's status for that signal, 128 + its number (143, 130)."""
+
+    def __init__(self, step: int, signum: int):
+        super().__init__(f"stopped by signal {signum} at step {step}")
+        self.step, self.signum = step, signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum

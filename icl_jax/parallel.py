@@ -10,6 +10,7 @@ own slice — with partitionable threefry those slices are exactly the single-de
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Sequence
 
 import jax
@@ -82,3 +83,31 @@ def initialize_multihost() -> None:
 
 def multihost_requested(flag_value: bool) -> bool:
     return flag_value or os.environ.get("ICL_JAX_MULTIHOST", "") not in ("", "0", "false")
+
+
+# Exit status of a process whose peer process was lost (EX_TEMPFAIL: rerunning resumes).
+PEER_LOST_EXIT = 75
+# What a collective or the coordination service says when the other end is gone.
+_PEER_LOST_SIGNS = ("connection reset", "connection closed", "connection refused", "socket closed",
+                    "broken pipe", "heartbeat", "unavailable", "gloo")
+
+
+def is_lost_peer(error: BaseException) -> bool:
+    """Whether `error`, raised in a multi-process run, says another process is gone (a kill -9,
+    a lost host): JAX then raises from the next collective, e.g. "Gloo all-reduce failed ...
+    Connection reset by peer"."""
+    text = str(error).lower()
+    return (jax.process_count() > 1 and isinstance(error, jax.errors.JaxRuntimeError)
+            and any(sign in text for sign in _PEER_LOST_SIGNS))
+
+
+def exit_after_lost_peer(resume_step: int | None) -> None:
+    """Says in one line that a peer process was lost and where a rerun resumes, then ends the
+    process at once with PEER_LOST_EXIT: without the peer, JAX's distributed runtime can
+    neither go on nor shut down (its shutdown waits out the heartbeat timeout, then aborts)."""
+    where = f"step {resume_step}" if resume_step is not None else "the start (no checkpoint was saved yet)"
+    print(f"error: a peer process of this {jax.process_count()}-process run was lost, so process "
+          f"{jax.process_index()} stops too; rerun the same command to continue from {where}",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(PEER_LOST_EXIT)

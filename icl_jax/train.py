@@ -5,6 +5,7 @@ over every device of every process (launch/ starts those). See the config file's
 for the expected result.
 """
 
+import sys
 import time
 
 if __name__ == "__main__":
@@ -17,7 +18,8 @@ _START = time.time()
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from icl_jax import cli, parallel  # noqa: E402
+from icl_jax import cli, compilation_cache, parallel  # noqa: E402
+from icl_jax import config as config_lib  # noqa: E402
 from icl_jax.training import loop  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).",
@@ -34,7 +36,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if parallel.multihost_requested(_MULTIHOST.value):
         parallel.initialize_multihost()  # before any other JAX call
-    loop.train(_CONFIG.value, _WORKDIR.value, start_time=_START)
+    # A --config.curriculum.* flag is checked even where the config file turns the curriculum off.
+    config_lib.validate(_CONFIG.value, curriculum_set=any(a.startswith("--config.curriculum.") for a in sys.argv))
+    compilation_cache.enable()
+    loop.train(_CONFIG.value, _WORKDIR.value, start_time=_START, raise_when_stopped=True)
 
 
 if __name__ == "__main__":

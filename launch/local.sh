@@ -6,8 +6,8 @@
 #
 # Every process runs the same command with --multihost; each gets D fake CPU devices
 # (default 1) through XLA_FLAGS. Output lines are prefixed with [process i]. SIGTERM and
-# Ctrl-C reach every process as SIGTERM: they agree on a step, save it and exit. Exits with the
-# first non-zero status of any process.
+# Ctrl-C reach every process as SIGTERM: they agree on a step, save it and exit (143). Exits with
+# the first non-zero status of any process, in process order (75: a process lost its peer).
 # Environment: ICL_JAX_PORT picks the coordinator port (default: a free one).
 set -euo pipefail
 

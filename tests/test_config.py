@@ -98,3 +98,36 @@ def test_a_run_saved_before_new_keys_existed_still_loads(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(UserError, match="model.retired_key"):
         config_lib.validate(files.load_run_config(tmp_path))
+
+
+def test_a_curriculum_start_past_its_end_is_refused_even_with_the_curriculum_off():
+    """The command line's curriculum keys are checked where the config file turns the
+    curriculum off (curriculum.interval=0), instead of being ignored without a word."""
+    c = small_config()
+    c.curriculum.interval, c.curriculum.dims_start = 0, 50
+    config_lib.validate(c)  # a config file's unused curriculum values stay valid
+    with pytest.raises(UserError, match=r"curriculum.dims_start=50 must lie in \[1, task.n_dims=3\].*interval=0"):
+        config_lib.validate(c, curriculum_set=True)
+    c.curriculum.dims_start, c.curriculum.points_start = 3, 8
+    with pytest.raises(UserError, match=r"curriculum.points_start=8 must lie in \[1, task.n_points=7\]"):
+        config_lib.validate(c, curriculum_set=True)
+
+
+@pytest.mark.parametrize("case", ["workdir_is_a_file", "workdir_below_a_file", "dims_start_above_n_dims"])
+def test_bad_train_inputs_are_one_line_errors(case, tmp_path):
+    import subprocess
+    import sys
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a run\n")
+    args, message = {
+        "workdir_is_a_file": ([f"--workdir={a_file}"], f"error: --workdir {a_file} is a file, not a directory"),
+        "workdir_below_a_file": ([f"--workdir={a_file}/run"], f"error: cannot create --workdir {a_file}/run"),
+        "dims_start_above_n_dims": ([f"--workdir={tmp_path / 'run'}", "--config.curriculum.dims_start=50",
+                                     "--config.task.n_dims=5"],
+                                    "error: curriculum.dims_start=50 must lie in [1, task.n_dims=5]"),
+    }[case]
+    r = subprocess.run([sys.executable, "-m", "icl_jax.train", "--config=configs/linear.py", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=50)
+    assert r.returncode == 1 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr[-3000:]
+    assert a_file.read_text() == "not a run\n" and not (tmp_path / "run").exists()

@@ -1,4 +1,6 @@
-"""The real preemption path: SIGTERM to a training process, then the same command again."""
+"""The real preemption path: SIGTERM or SIGINT (Ctrl-C) to a training process, then the same
+command again. A stopped run exits 128 + the signal (143, 130), never 0: `train && evaluate`
+must not go on to evaluate a half-trained run, and a scheduler must see it was preempted."""
 
 import pathlib
 import signal
@@ -22,9 +24,18 @@ ARGS = ["--config=configs/linear.py", "--config.task.n_dims=3", "--config.task.n
         "--config.train.checkpoint_every=1000"]
 
 
-def _train(workdir, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "icl_jax.train", *ARGS, f"--workdir={workdir}"],
+def _train(workdir, *extra, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "icl_jax.train", *ARGS, *extra, f"--workdir={workdir}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _wait_for_metrics(process, metrics, lines=2):
+    deadline = time.time() + 200
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= lines):
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"the run ended or never logged: {process.communicate()[1][-3000:]}")
+        time.sleep(0.05)
 
 
 def _final_params(workdir):
@@ -37,14 +48,10 @@ def _final_params(workdir):
 def test_sigterm_saves_and_the_resumed_run_is_bit_identical(tmp_path):
     straight = _train(tmp_path / "straight")
     interrupted = _train(tmp_path / "interrupted")
-    metrics = tmp_path / "interrupted" / "metrics.jsonl"
-    deadline = time.time() + 200
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
-        assert interrupted.poll() is None and time.time() < deadline, interrupted.communicate()
-        time.sleep(0.05)
+    _wait_for_metrics(interrupted, tmp_path / "interrupted" / "metrics.jsonl")
     interrupted.send_signal(signal.SIGTERM)
     out, err = interrupted.communicate(timeout=120)
-    assert interrupted.returncode == 0, err
+    assert interrupted.returncode == 128 + signal.SIGTERM, err  # 143: stopped early, not finished
     assert "SIGTERM received: saved step" in err
     stopped_at = Checkpoints(tmp_path / "interrupted").all_steps()
     assert len(stopped_at) == 1 and 40 <= stopped_at[0] < 400, stopped_at
@@ -61,3 +68,26 @@ def test_sigterm_saves_and_the_resumed_run_is_bit_identical(tmp_path):
     assert step_a == step_b == 400
     for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sigint_saves_exits_130_and_the_rerun_finishes(tmp_path):
+    """Ctrl-C: the run saves the step it reached and exits 130, so `train && evaluate` stops
+    there; the same command resumes from that step and exits 0 at train.steps."""
+    constant = "--config.train.schedule=constant"  # then train.steps may change on resume
+    run = _train(tmp_path, constant, "--config.train.steps=100000")
+    try:
+        _wait_for_metrics(run, tmp_path / "metrics.jsonl")
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGINT, err[-3000:]
+    assert "SIGINT received: saved step" in err and "Traceback" not in err, err[-3000:]
+    stopped_at = Checkpoints(tmp_path).all_steps()
+    assert len(stopped_at) == 1 and 40 <= stopped_at[0] < 100000, stopped_at
+
+    resumed = _train(tmp_path, constant, f"--config.train.steps={stopped_at[0] + 20}")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert f"resuming from checkpoint at step {stopped_at[0]}" in err
+    assert Checkpoints(tmp_path).all_steps()[-1] == stopped_at[0] + 20

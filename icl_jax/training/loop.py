@@ -22,7 +22,7 @@ from icl_jax import config as config_lib
 from icl_jax import curriculum, files, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.data import feed as data_feed
-from icl_jax.errors import NonFiniteLoss
+from icl_jax.errors import NonFiniteLoss, Stopped, UserError
 from icl_jax.models import transformer
 from icl_jax.training import optimizer, step as step_lib
 from icl_jax.training.metrics_writer import MetricsWriter
@@ -37,15 +37,15 @@ class _StopRequest:
     installed then (launch/local.sh turns Ctrl-C into SIGTERM for its processes)."""
 
     def __init__(self):
-        self.signal_name: str | None = None
+        self.signum: int | None = None
         self.reason = ""
 
     def requested(self, step: int) -> bool:
         if jax.process_count() > 1 and multihost_utils.reached_preemption_sync_point(step):
-            self.reason = "preemption notice (SIGTERM)"
+            self.reason, self.signum = "preemption notice (SIGTERM)", signal.SIGTERM
             return True
-        self.reason = self.signal_name or ""
-        return self.signal_name is not None
+        self.reason = signal.Signals(self.signum).name if self.signum is not None else ""
+        return self.signum is not None
 
     @contextlib.contextmanager
     def installed(self):
@@ -53,7 +53,7 @@ class _StopRequest:
         previous = {s: signal.getsignal(s) for s in signals}
 
         def handler(signum, frame):
-            self.signal_name = signal.Signals(signum).name
+            self.signum = signum
             signal.signal(signum, previous[signum])  # a second signal acts as usual
 
         for s in previous:
@@ -66,17 +66,22 @@ class _StopRequest:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-          start_time: float | None = None, mesh: jax.sharding.Mesh | None = None) -> dict:
+          start_time: float | None = None, mesh: jax.sharding.Mesh | None = None,
+          raise_when_stopped: bool = False) -> dict:
     """Trains to config.train.steps (or until SIGTERM/SIGINT) and returns the final state.
     `start_time` (default: now) is what the time-to-first-step report counts from; `mesh`
-    (default: every device) is where the run is data-parallel."""
+    (default: every device) is where the run is data-parallel. With `raise_when_stopped` (the
+    CLI), a signal that stops the run before train.steps raises errors.Stopped once the
+    checkpoint is saved, so that the exit status can tell a stopped run from a finished one.
+    In a multi-process run that loses a peer process, this process prints one line and exits
+    with parallel.PEER_LOST_EXIT (parallel.exit_after_lost_peer)."""
     start_time = time.time() if start_time is None else start_time
     config_lib.validate(config)
     mesh = parallel.make_mesh() if mesh is None else mesh
     parallel.check_batch_divides(config.train.batch_size, mesh)
     step_lib.batch_splits(config, mesh.shape[parallel.DATA])  # refuses a bad split before writing
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    _make_workdir(workdir)
     files.record_run_config(workdir, config)
     if jax.process_index() == 0:
         files.write_json(workdir / "versions.json", files.library_versions())
@@ -89,13 +94,29 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                               with_data=getattr(task, "host_fed", False))
     writer = MetricsWriter(workdir, tr.steps, resumed_step=checkpoints.latest_step())
     try:
-        return _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
+        state, stop = _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
+    except jax.errors.JaxRuntimeError as e:
+        if parallel.is_lost_peer(e):  # a collective found the other end gone (kill -9, lost host)
+            parallel.exit_after_lost_peer(checkpoints.latest_step())  # before close(): it would wait on the peer
+        raise
     finally:
         checkpoints.close()
         writer.close()
+    if raise_when_stopped and stop.signum is not None and int(state["step"]) < tr.steps:
+        raise Stopped(int(state["step"]), stop.signum)
+    return state
 
 
-def _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time) -> dict:
+def _make_workdir(workdir: pathlib.Path) -> None:
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir} is a file, not a directory: name a new or existing run directory")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, no permission, read-only file system
+        raise UserError(f"cannot create --workdir {workdir}: {e.strerror or e}") from None
+
+
+def _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time) -> tuple[dict, _StopRequest]:
     tr = config.train
     if checkpoints.latest_step() is not None:
         restored_step, state = checkpoints.restore(None, like=spec.abstract)
@@ -154,7 +175,7 @@ def _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
                 break
             if step == tr.steps or step % tr.checkpoint_every == 0:
                 save(step, state)
-    return state
+    return state, stop
 
 
 def _raise_if_nonfinite(state, last_saved: int | None) -> None:
