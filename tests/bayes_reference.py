@@ -67,10 +67,11 @@ def component_terms(x_BxKxD, y_BxK, mean_D, cov_DxD, sigma, tol):
             if j == 0:
                 resid, c = t[:, 0], np.ones(B)
             else:
-                Aj = a[:, :j]
-                Sj = Aj @ Aj.transpose(0, 2, 1)
-                Sj_pinv = np.linalg.pinv(Sj, rcond=RANK_TOL, hermitian=True)
-                coef = np.einsum("bij,bjr,br->bi", Sj_pinv, Aj, a[:, j])  # min-norm coefficients
+                # min-norm coefficients of row j in the earlier rows, from an SVD of those rows
+                # themselves (a pseudo-inverse of their kernel would square the conditioning
+                # and leave residuals above tol on consistent prompts)
+                Aj_pinv = np.linalg.pinv(a[:, :j].transpose(0, 2, 1), rcond=np.sqrt(RANK_TOL))
+                coef = np.einsum("bir,br->bi", Aj_pinv, a[:, j])
                 resid = t[:, j] - np.einsum("bi,bi->b", coef, t[:, :j])
                 c = 1 + (coef**2).sum(1)
             fits = np.abs(resid) / np.sqrt(c) <= tol * scale
