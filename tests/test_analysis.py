@@ -16,7 +16,7 @@ from icl_jax.analysis import attention, common, gd_comparison, learning_curve, p
 from icl_jax.baselines import gradient_descent
 from icl_jax.models import linear_attention
 from icl_jax.training import loop
-from tests.conftest import small_config
+from tests.conftest import run_cli_in_process, small_config
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -223,6 +223,34 @@ def test_every_analysis_runs_on_a_tiny_trained_run(trained):
     assert len(results["probes"]["r2"]["true_w"]["k=3"]) == 3  # read-in + 2 layers
     assert len(results["shift"]["shifts"]) == len(shift.SHIFTS)
     assert len(results["attention"]["induction_score"]) == 2
+    # values, recomputed here in float64 from the run's model and evaluation prompts (a
+    # transformer: GD takes one step from 0, ŷ_k = x_k · η_k X_kᵀy_k / k)
+    x, y, _, y_exact = common.linear_eval_set(run, "gd", 16)
+    x64, y_exact = np.asarray(x, np.float64), np.asarray(y_exact, np.float64)
+    model = np.asarray(jax.jit(lambda x, y: nnx.merge(run.graphdef, run.params)(x, y))(x, y), np.float64)
+    eta, gd_yhat, ridge_yhat = np.array(gd["step_size_per_k"]), np.zeros_like(y_exact), np.zeros_like(y_exact)
+    for k in range(1, 7):
+        xty = np.einsum("nkd,nk->nd", x64[:, :k], y_exact[:, :k])
+        gd_yhat[:, k] = np.einsum("nd,nd->n", x64[:, k], eta[k] * xty / k)
+        w = np.linalg.solve(np.einsum("nkd,nke->nde", x64[:, :k], x64[:, :k]) + np.eye(3), xty[..., None])[..., 0]
+        ridge_yhat[:, k] = np.einsum("nd,nd->n", x64[:, k], w)
+    assert gd["gd_steps"] == 1 and eta[0] == 0 and np.all(eta[1:] > 0)
+    np.testing.assert_allclose(gd["half_mse"]["model"], 0.5 * ((model - y_exact) ** 2).mean(0), rtol=1e-4)
+    np.testing.assert_allclose(gd["half_mse"]["gd"], 0.5 * ((gd_yhat - y_exact) ** 2).mean(0), rtol=1e-4)
+    normalizer = 3.0  # E[y²] = d, noiseless
+    np.testing.assert_allclose(gd["prediction_difference"]["mean"], ((model - gd_yhat) ** 2).mean(0) / normalizer,
+                               rtol=1e-3, atol=1e-9)
+    difference = results["similarity"]["prediction_difference"]
+    np.testing.assert_allclose(difference["zero"]["mean"], (model**2).mean(0) / normalizer, rtol=1e-4)
+    np.testing.assert_allclose(difference["ridge_1"]["mean"], ((model - ridge_yhat) ** 2).mean(0) / normalizer,
+                               rtol=1e-3)
+    table = results["similarity"]["table"]["prediction_difference"]
+    for k, name in results["similarity"]["table"]["closest"].items():
+        assert table[name][k] == min(t[k] for t in table.values())
+    r2 = np.array([v for by_k in results["probes"]["r2"].values() for v in by_k.values()], dtype=float)
+    assert np.all(np.isfinite(r2)) and np.all(r2 <= 1)
+    scores = np.array(results["attention"]["induction_score"], dtype=float)
+    assert np.all((0 <= scores) & (scores <= 1))
     first, _ = learning_curve.analyze(trained, 16)
     assert first["steps"] == [40] and first["evaluated_now"] == [40]
     again, _ = learning_curve.analyze(trained, 16)
@@ -237,9 +265,10 @@ def test_cli_writes_an_analysis_and_reports_bad_input_in_one_line(trained, tmp_p
     done = _cli(f"--workdir={trained}", "--what=attention", "--num_prompts=8")
     assert done.returncode == 0, done.stderr
     assert (trained / "analysis" / "attention_step_40.png").exists()
-    bad = _cli(f"--workdir={trained}", "--what=nope")
+    # bad input, in this process (no interpreter or JAX start per call)
+    bad = run_cli_in_process("icl_jax.analyze", f"--workdir={trained}", "--what=nope")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: unknown --what='nope'")
-    bad_k = _cli(f"--workdir={trained}", "--what=probes", "--k=99")
+    bad_k = run_cli_in_process("icl_jax.analyze", f"--workdir={trained}", "--what=probes", "--k=99")
     assert bad_k.returncode == 1 and "--k values [99]" in bad_k.stderr
-    missing = _cli(f"--workdir={tmp_path}", "--what=gd")
+    missing = run_cli_in_process("icl_jax.analyze", f"--workdir={tmp_path}", "--what=gd")
     assert missing.returncode == 1 and "config.json not found" in missing.stderr

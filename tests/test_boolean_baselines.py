@@ -98,6 +98,19 @@ def test_exact_posterior_matches_brute_force(name, size):
         np.testing.assert_allclose(boolean_enumeration.posterior_plus(task, x, y), expected, atol=2e-5)
 
 
+
+@pytest.mark.parametrize("name,size,chunk", [("conjunction", dict(n_dims=3), 4), ("dnf", dict(n_dims=2, clauses=2), 7),
+                                             ("threshold", dict(n_dims=3, integer_bound=2), 10)])
+def test_enumeration_in_many_chunks_matches_brute_force(name, size, chunk):
+    """The online log-sum-exp over chunks (the last one padded), the inputs' likelihood
+    included (conjunction, dnf): 27, 81 and 108 hypotheses in chunks of 4, 7 and 10."""
+    task = make_task(name, n_points=7, **size)
+    x, y, _ = sample(task, 6, seed=12)
+    hypotheses = len(boolean_enumeration.hypotheses(task).params_HxP)
+    assert hypotheses > 3 * chunk and hypotheses % chunk  # several chunks, the last one padded
+    np.testing.assert_allclose(boolean_enumeration.posterior_plus(task, x, y, chunk=chunk),
+                               brute_posterior(name, task, x, y), atol=2e-5)
+
 def test_gf2_on_a_known_system():
     # bits e1, e2, e1+e2, e3 of n = 3 (bit 1 <-> x = -1); parity over S = {0, 2}
     bits = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]])

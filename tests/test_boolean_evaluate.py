@@ -42,3 +42,11 @@ def test_evaluate_a_conjunction_run(tmp_path):
     loss = on_disk["logistic_loss"]
     assert set(loss) == {"model", "bayes"} and all(np.isfinite(loss["bayes"]["mean"]))
     assert len(on_disk["positive_fraction"]) == 9 and on_disk["model_zero_logits"] == 0
+    # agreement with the model per k, from the per-prompt errors: labels are ±1 and no model
+    # logit is 0, so two signs agree exactly where both are right or both wrong (a baseline's
+    # tie, error 1/2, agrees with neither)
+    agreement = on_disk["agreement_with_model"]
+    assert set(agreement) == set(names) - {"model"}
+    for name in agreement:
+        np.testing.assert_allclose(agreement[name], (errors[name] == errors["model"]).mean(0), atol=1e-12)
+    assert min(agreement["bayes"]) < 1 and max(agreement["nn_1"]) > 0  # not all one value

@@ -10,7 +10,7 @@ import pytest
 from icl_jax.errors import UserError
 from icl_jax.evaluation import run, statistics
 from icl_jax.training import loop
-from tests.conftest import small_config
+from tests.conftest import run_cli_in_process, small_config
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -24,9 +24,19 @@ def trained(tmp_path_factory):
     return workdir
 
 
+def _non_finite(tree, path="") -> list[str]:
+    """The paths of the non-finite numbers in a JSON tree (json writes them as NaN, Infinity)."""
+    if isinstance(tree, dict):
+        return [p for key, value in tree.items() for p in _non_finite(value, f"{path}/{key}")]
+    if isinstance(tree, list):
+        return [p for i, value in enumerate(tree) for p in _non_finite(value, f"{path}[{i}]")]
+    return [path] if isinstance(tree, float) and not np.isfinite(tree) else []
+
+
 def test_evaluate_end_to_end(trained):
     result = run.evaluate(trained, verbose=False)
     on_disk = json.loads((trained / "eval" / "step_40.json").read_text())
+    assert not _non_finite(on_disk), _non_finite(on_disk)  # every mean, interval, difference and probe
     assert on_disk == json.loads(json.dumps(result))
     assert (trained / "eval" / "step_40.png").stat().st_size > 10_000
     assert on_disk["task"] == "linear" and on_disk["step"] == 40 and on_disk["num_prompts"] == 64
@@ -38,7 +48,13 @@ def test_evaluate_end_to_end(trained):
         assert len(c["mean"]) == len(c["ci_low"]) == len(c["ci_high"]) == 7
         assert np.all(np.array(c["ci_low"]) <= np.array(c["mean"]) + 1e-12)
         assert np.all(np.array(c["mean"]) <= np.array(c["ci_high"]) + 1e-12)
+        # normalized squared errors: ≥ 0 and bounded (the largest, averaging's at k = 1, is ≈ 8)
+        assert 0 <= min(c["ci_low"]) and max(c["ci_high"]) < 30, (name, c)
     curves = {n: np.array(on_disk["curves"][n]["mean"]) for n in NAMES}
+    # a tuned step size (GD) or the posterior (ridge, bayes) does no worse than predicting 0,
+    # which GD with step size 0 would do, on the same prompts — a diverging GD fails here
+    for name in ("gd_1", "gd_10", "ridge", "bayes"):
+        assert np.all(curves[name] <= curves["zero"] + 0.2), (name, curves[name], curves["zero"])
     # d=3, σ²=1/16: ridge (the posterior mean) is best on average past k=d, least squares
     # is close to noise level at k=2d, every predictor knows nothing at k=0.
     for name in ("least_squares", "ridge", "averaging", "nearest_neighbors"):
@@ -136,27 +152,29 @@ def test_corrupted_checkpoint_is_reported_and_left_alone(tmp_path, trained):
 
 
 def _cli(*args, cwd=ROOT):
+    """A bad-input call of a command, in this process (cheap: no interpreter or JAX start)."""
+    return run_cli_in_process(*args, cwd=cwd)
+
+
+def _cli_subprocess(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=240)
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):
-    r = _cli("icl_jax.evaluate", f"--workdir={tmp_path}")
-    assert r.returncode != 0 and "error:" in r.stderr and "config.json not found" in r.stderr
-    r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'a'}",
-             "--config.task.name=quadratic")
-    assert r.returncode != 0 and "unknown task.name 'quadratic'" in r.stderr
-    r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'b'}",
-             "--config.task.n_dimz=3")
-    assert r.returncode != 0 and "unknown config key 'task.n_dimz' (did you mean 'task.n_dims'?)" in r.stderr
-    r = _cli("icl_jax.train", "--config=configs/linear.py", f"--workdir={tmp_path / 'c'}",
-             "--config.task.n_points=500")
-    assert r.returncode != 0 and "longer than the model accepts" in r.stderr
-    r2 = _cli("icl_jax.train", "--config=configs/linear.py:huge", f"--workdir={tmp_path / 'd'}")
-    assert r2.returncode != 0 and "unknown config argument(s) ['huge']" in r2.stderr
-    r3 = _cli("icl_jax.train", "--config=configs/nope.py", f"--workdir={tmp_path / 'e'}")
-    assert r3.returncode != 0 and "No such file" in r3.stderr
-    for result in (r, r2, r3):
-        assert "Traceback" not in result.stderr
+    train = ("icl_jax.train", "--config=configs/linear.py")
+    cases = [(("icl_jax.evaluate", f"--workdir={tmp_path}"), "config.json not found"),
+             ((*train, f"--workdir={tmp_path / 'a'}", "--config.task.name=quadratic"), "unknown task.name 'quadratic'"),
+             ((*train, f"--workdir={tmp_path / 'b'}", "--config.task.n_dimz=3"),
+              "unknown config key 'task.n_dimz' (did you mean 'task.n_dims'?)"),
+             ((*train, f"--workdir={tmp_path / 'c'}", "--config.task.n_points=500"), "longer than the model accepts"),
+             (("icl_jax.train", "--config=configs/linear.py:huge", f"--workdir={tmp_path / 'd'}"),
+              "unknown config argument(s) ['huge']"),
+             (("icl_jax.train", "--config=configs/nope.py", f"--workdir={tmp_path / 'e'}"), "No such file")]
+    for args, message in cases:  # every call: a non-zero exit, the message on one "error:" line, no traceback
+        r = _cli(*args)
+        assert r.returncode != 0, (args, r.returncode)
+        assert "Traceback" not in r.stderr, (args, r.stderr[-3000:])
+        assert any(line.startswith("error:") and message in line for line in r.stderr.splitlines()), (args, r.stderr)
     assert not (tmp_path / "a").exists() and not (tmp_path / "c" / "checkpoints").exists()
 
 
@@ -164,6 +182,6 @@ def test_evaluate_cli_on_a_workdir_without_checkpoints(tmp_path):
     from icl_jax import files
 
     files.write_json(tmp_path / "config.json", small_config().to_dict())
-    r = _cli("icl_jax.evaluate", f"--workdir={tmp_path}")
+    r = _cli_subprocess("icl_jax.evaluate", f"--workdir={tmp_path}")  # the real program's exit, once
     assert r.returncode != 0 and "no checkpoints in" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "eval").exists()

@@ -32,7 +32,13 @@ def _sample(name="fourier", N=3, K=12, B=16, noise=0.0, seed=0, active=None):
 
 
 def _exact(x, w, N):
-    return fourier_tasks.labels(x[..., 0].astype(np.float64), w.astype(np.float64), N, L, np)
+    """f(x) = a_0 + Σ_{n ≤ N} a_n cos(nπx/L) + b_n sin(nπx/L) in float64, written out here from
+    the documented layout of w: [a_0, a_1, b_1, a_2, b_2, ..., a_N, b_N, N]."""
+    x, w = x[..., 0].astype(np.float64), w.astype(np.float64)
+    f = np.repeat(w[:, :1], x.shape[1], axis=1)
+    for n in range(1, N + 1):
+        f += w[:, 2 * n - 1, None] * np.cos(n * np.pi * x / L) + w[:, 2 * n, None] * np.sin(n * np.pi * x / L)
+    return f
 
 
 def test_sampler_statistics():

@@ -48,8 +48,13 @@ def test_inputs_are_standardized_per_example_and_projected_with_the_prompts_matr
     flat = images_BxKxHxWxC.reshape(6, 7, 64).astype(np.float64)
     standardized = (flat - flat.mean(-1, keepdims=True)) / flat.std(-1, keepdims=True)
     for b in (0, 5):
-        a_IxD, _ = jax.jit(images.task_parameters, static_argnums=(1, 2, 3))(jax.random.fold_in(key, b), 64, 16, 10)
-        np.testing.assert_allclose(p.x_BxKxD[b], standardized[b] @ np.asarray(a_IxD, np.float64), rtol=2e-4, atol=2e-4)
+        # written out from the documented keys: prompt b's key fold_in(key, b), its projection
+        # N(0, 1/I) from sub-stream 0, its label permutation from sub-stream 1
+        prompt_key = jax.random.fold_in(key, b)
+        a_IxD = np.asarray(jax.random.normal(jax.random.fold_in(prompt_key, 0), (64, 16)), np.float64) / 8.0
+        permutation = np.asarray(jax.random.permutation(jax.random.fold_in(prompt_key, 1), 10))
+        np.testing.assert_allclose(p.x_BxKxD[b], standardized[b] @ a_IxD, rtol=2e-4, atol=2e-4)
+        np.testing.assert_array_equal(p.y_BxK[b], permutation[labels_BxK[b]])
 
 
 def test_projection_entries_have_variance_one_over_the_input_width():

@@ -6,6 +6,7 @@ from flax import nnx
 
 from icl_jax import config as config_lib
 from icl_jax.models import attention, tokens, transformer
+from tests.conftest import require_kernel
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,6 +89,8 @@ def _numpy_gpt2_block(p, h_BxTxE, n_head):
 
 @pytest.mark.parametrize("attention_impl", ["einsum", "xla", "cpu_kernel"])
 def test_block_is_the_gpt2_block(tiny_config, attention_impl):
+    if attention_impl == "cpu_kernel":
+        require_kernel("causal_attention_cpu")  # skips where it cannot be built, unless CI requires it
     tiny_config.model.attention_impl = attention_impl
     model = transformer.build(tiny_config, jax.random.key(0))
     block = model.blocks[0]
@@ -129,6 +132,8 @@ def test_attention_of_every_second_query_is_those_rows_of_full_attention():
 def test_last_block_at_the_x_tokens_alone_trains_as_the_whole_model(switches):
     """model(x, y) computes its last block at the x tokens only; trace() runs every block on
     every token and reads the x tokens. Outputs and parameter gradients agree."""
+    if switches.get("attention_impl") == "cpu_kernel":
+        require_kernel("causal_attention_cpu")  # skips where it cannot be built, unless CI requires it
     model = transformer.Transformer(4, 6, 32, 2, 2, rngs=nnx.Rngs(params=0), **switches)
     x = jax.random.normal(jax.random.key(1), (3, 6, 4))
     y = jax.random.randint(jax.random.key(2), (3, 6), 0, 3).astype(jnp.float32)
