@@ -98,6 +98,10 @@ def _fit_model(R_aug_BxmxG, query_BxF, k: int, K: int, columns: int, prior_var: 
     return _Fit(np.einsum("bf,bf->b", query_BxF, w_BxF), w_BxF, logp, priority)
 
 
+def _entropy(p_BxC) -> np.ndarray:
+    return -np.sum(np.where(p_BxC > 0, p_BxC * np.log(np.where(p_BxC > 0, p_BxC, 1.0)), 0.0), -1)
+
+
 def posterior(phi_BxKxF, y_BxK, columns_C, log_prior_C, prior_var_C, noise_std: float = 0.0,
               with_weights: bool = False) -> NestedPosterior:
     """The Bayesian model average over the C models at every k (C = 1: that model's posterior).
@@ -118,7 +122,7 @@ def posterior(phi_BxKxF, y_BxK, columns_C, log_prior_C, prior_var_C, noise_std: 
     w_out = np.zeros((B, K, F)) if with_weights else None
     prior = np.exp(log_prior_C - np.logaddexp.reduce(log_prior_C))
     weight[:, 0] = prior  # k = 0: nothing seen, every model at its prior, predicting 0
-    entropy[:, 0] = -np.sum(prior * np.log(np.where(prior > 0, prior, 1.0)))
+    entropy[:, 0] = _entropy(prior)
     for k in range(1, K):
         R_aug = np.linalg.qr(np.concatenate([phi[:, :k], y[:, :k, None]], axis=-1), mode="r")
         fits = [_fit_model(R_aug, phi[:, k], k, K, int(columns_C[c]), float(prior_var_C[c]), float(noise_std),
@@ -130,7 +134,7 @@ def posterior(phi_BxKxF, y_BxK, columns_C, log_prior_C, prior_var_C, noise_std: 
         beta /= beta.sum(-1, keepdims=True)
         weight[:, k] = beta
         yhat[:, k] = np.sum(beta * np.stack([f.mean_B for f in fits], -1), -1)
-        entropy[:, k] = -np.sum(np.where(beta > 0, beta * np.log(np.where(beta > 0, beta, 1.0)), 0.0), -1)
+        entropy[:, k] = _entropy(beta)
         if with_weights:
             w_out[:, k] = np.einsum("bc,cbf->bf", beta, np.stack([f.w_BxF for f in fits]))
     return NestedPosterior(yhat, w_out, weight, entropy)
