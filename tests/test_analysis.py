@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from icl_jax import baselines, models
+from icl_jax import baselines, models, tasks
 from icl_jax.analysis import attention, common, gd_comparison, learning_curve, probes, shift, similarity
 from icl_jax.baselines import gradient_descent
 from icl_jax.models import linear_attention
@@ -156,7 +156,7 @@ def test_attention_weights_reproduce_the_blocks_and_trace_matches_the_model():
     for scan in (False, True):
         c = small_config()
         c.model.scan_layers = scan
-        model = models.build(c, jax.random.key(0))
+        model = models.build(c.model, c.task.n_dims, tasks.label_classes(c.task), jax.random.key(0))
         x = jax.random.normal(jax.random.key(1), (3, 7, 3))
         y = jax.random.normal(jax.random.key(2), (3, 7))
         graphdef, state = nnx.split(model)

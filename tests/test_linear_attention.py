@@ -65,10 +65,10 @@ def test_prediction_k_sees_only_earlier_examples_and_its_query():
 
 def test_model_kind_selects_the_model_and_bad_combinations_are_rejected():
     c = small_config()
-    assert type(nnx.eval_shape(lambda: models.build(c))).__name__ == "Transformer"
+    assert type(nnx.eval_shape(lambda: models.build(c.model, c.task.n_dims, tasks.label_classes(c.task)))).__name__ == "Transformer"
     c.model.kind = "linear_attention"
     config_lib.validate(c)
-    assert isinstance(nnx.eval_shape(lambda: models.build(c)), linear_attention.LinearAttentionModel)
+    assert isinstance(nnx.eval_shape(lambda: models.build(c.model, c.task.n_dims, tasks.label_classes(c.task))), linear_attention.LinearAttentionModel)
     c.model.kind = "lstm"
     with pytest.raises(UserError, match="model.kind"):
         config_lib.validate(c)
@@ -120,4 +120,4 @@ def test_a_linear_attention_run_trains_and_restores_through_the_usual_paths(tmp_
     trained = np.asarray(nnx.merge(graphdef, jax.tree.map(np.asarray, state["params"]))(x, y))
     np.testing.assert_array_equal(restored, trained)
     assert not np.allclose(params["layers"][0]["value"], nnx.to_pure_dict(nnx.state(
-        models.build(c, rng.derive(c.seed, rng.PARAMS))))["layers"][0]["value"])  # it did train
+        models.build(c.model, c.task.n_dims, tasks.label_classes(c.task), rng.derive(c.seed, rng.PARAMS))))["layers"][0]["value"])  # it did train

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from icl_jax import tasks
 from icl_jax.models import tokens, transformer
 from icl_jax.training import losses
 from tests.conftest import small_config
@@ -54,7 +55,7 @@ def test_model_gives_logits_per_class_when_the_task_has_label_classes(monkeypatc
 
     monkeypatch.setattr(tasks, "label_classes", lambda t: 7)
     c = small_config()
-    model = transformer.build(c, jax.random.key(0))
+    model = transformer.build(c.model, c.task.n_dims, tasks.label_classes(c.task), jax.random.key(0))
     x = jnp.zeros((2, c.task.n_points, c.task.n_dims))
     out = model(x, jnp.zeros((2, c.task.n_points)))
     assert out.shape == (2, c.task.n_points, 7)

@@ -5,6 +5,7 @@ import pytest
 from flax import nnx
 
 from icl_jax import config as config_lib
+from icl_jax import tasks
 from icl_jax.models import attention, tokens, transformer
 from tests.conftest import require_kernel
 
@@ -25,7 +26,7 @@ def test_interleave_layout():
 
 def test_standard_model_has_9_53M_parameters():
     config = config_lib.default_config()  # the reference sizes
-    abstract = nnx.state(nnx.eval_shape(lambda: transformer.build(config)), nnx.Param)
+    abstract = nnx.state(nnx.eval_shape(lambda: transformer.build(config.model, config.task.n_dims, tasks.label_classes(config.task))), nnx.Param)
     count = transformer.param_count(abstract)
     assert abs(count - 9.53e6) / 9.53e6 < 0.005, count
     assert count == 9_534_977  # 12 × 789,760 per block + read-in, 202 positions, final LN, read-out
@@ -35,14 +36,14 @@ def test_standard_model_has_9_53M_parameters():
 def test_presets(preset, expected):
     config = config_lib.default_config()
     config_lib.apply_model_preset(config, preset)
-    model = nnx.eval_shape(lambda: transformer.build(config))
+    model = nnx.eval_shape(lambda: transformer.build(config.model, config.task.n_dims, tasks.label_classes(config.task)))
     assert len(model.blocks) == expected
 
 
 def test_prediction_k_ignores_everything_after_x_k(tiny_config):
     """Causality: ∂ŷ_k/∂(y_j, j ≥ k) = 0 and ∂ŷ_k/∂(x_j, j > k) = 0, and ŷ_k does depend on
     earlier examples (so the test can fail)."""
-    model = transformer.build(tiny_config, jax.random.key(0))
+    model = transformer.build(tiny_config.model, tiny_config.task.n_dims, tasks.label_classes(tiny_config.task), jax.random.key(0))
     k_points, d = tiny_config.task.n_points, tiny_config.task.n_dims
     x = jax.random.normal(jax.random.key(1), (1, k_points, d))
     y = jax.random.normal(jax.random.key(2), (1, k_points))
@@ -58,7 +59,7 @@ def test_prediction_k_ignores_everything_after_x_k(tiny_config):
 
 
 def test_too_long_prompt_is_rejected(tiny_config):
-    model = transformer.build(tiny_config, jax.random.key(0))
+    model = transformer.build(tiny_config.model, tiny_config.task.n_dims, tasks.label_classes(tiny_config.task), jax.random.key(0))
     n = tiny_config.model.n_positions + 1
     with pytest.raises(ValueError, match="positions"):
         model(jnp.zeros((1, n, tiny_config.task.n_dims)), jnp.zeros((1, n)))
@@ -92,7 +93,7 @@ def test_block_is_the_gpt2_block(tiny_config, attention_impl):
     if attention_impl == "cpu_kernel":
         require_kernel("causal_attention_cpu")  # skips where it cannot be built, unless CI requires it
     tiny_config.model.attention_impl = attention_impl
-    model = transformer.build(tiny_config, jax.random.key(0))
+    model = transformer.build(tiny_config.model, tiny_config.task.n_dims, tasks.label_classes(tiny_config.task), jax.random.key(0))
     block = model.blocks[0]
     g = np.random.default_rng(0)
     state = nnx.state(block, nnx.Param)

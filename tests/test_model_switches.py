@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from icl_jax import tasks
 from icl_jax.models import transformer
 from icl_jax.training import loop
 from tests.conftest import small_config
@@ -17,7 +18,7 @@ def _model_and_batch(**model):
     c = small_config()
     c.model.n_layer = 3
     c.model.update(model)
-    graphdef, params = nnx.split(transformer.build(c, jax.random.key(0)), nnx.Param)
+    graphdef, params = nnx.split(transformer.build(c.model, c.task.n_dims, tasks.label_classes(c.task), jax.random.key(0)), nnx.Param)
     x = jax.random.normal(jax.random.key(1), (8, c.task.n_points, c.task.n_dims))
     y = jax.random.normal(jax.random.key(2), (8, c.task.n_points))
     return graphdef, nnx.to_pure_dict(params), x, y

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from icl_jax.errors import UserError
 from icl_jax.models.trace import Trace
 
 _HIGHEST = jax.lax.Precision.HIGHEST  # the construction must match GD to float32 rounding
@@ -112,6 +113,8 @@ def gradient_descent_params(n_dims: int, n_layer: int, n_head: int, step_size: f
     return {"layers": {i: {name: jnp.asarray(a) for name, a in layer.items()} for i in range(n_layer)}}
 
 
-def build(config: ml_collections.ConfigDict, key: jax.Array | int = 0) -> LinearAttentionModel:
-    m = config.model
-    return LinearAttentionModel(config.task.n_dims, m.n_layer, m.n_head, rngs=nnx.Rngs(params=key))
+def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,
+          key: jax.Array | int = 0) -> LinearAttentionModel:
+    if label_classes:
+        raise UserError("model.kind='linear_attention' reads out one real number: it cannot take a task with label classes")
+    return LinearAttentionModel(input_width, m.n_layer, m.n_head, rngs=nnx.Rngs(params=key))

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from icl_jax import tasks
 from icl_jax.errors import UserError
 from icl_jax.kernels import causal_attention_cpu, dense_cpu, layer_norm_cpu
 from icl_jax.models import attention, tokens
@@ -222,12 +221,12 @@ class Transformer(nnx.Module):
         return self._read_out(apply_last(last, h))
 
 
-def build(config: ml_collections.ConfigDict, key: jax.Array | int = 0) -> Transformer:
-    m = config.model
-    return Transformer(config.task.n_dims, m.n_positions, m.n_embd, m.n_layer, m.n_head, m.type_channel,
+def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,
+          key: jax.Array | int = 0) -> Transformer:
+    return Transformer(input_width, m.n_positions, m.n_embd, m.n_layer, m.n_head, m.type_channel,
                        m.compute_dtype, m.remat, m.scan_layers,
                        None if m.attention_impl == "auto" else m.attention_impl,
-                       tasks.label_classes(config.task), None if m.dense_impl == "auto" else m.dense_impl,
+                       label_classes, None if m.dense_impl == "auto" else m.dense_impl,
                        rngs=nnx.Rngs(params=key))
 
 

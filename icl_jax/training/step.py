@@ -21,7 +21,7 @@ import ml_collections
 import optax
 from flax import nnx
 
-from icl_jax import curriculum, parallel, rng
+from icl_jax import curriculum, parallel, rng, tasks
 from icl_jax import models
 from icl_jax.errors import UserError
 from icl_jax.training import losses
@@ -40,10 +40,13 @@ def state_spec(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
                mesh: jax.sharding.Mesh) -> StateSpec:
     """The model's graph, a jitted initialiser and the state's sharded shapes. Init runs under
     jit: an eager NNX init of the standard model takes seconds; jitted it is fast."""
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: models.build(config)))
+    def build(key=0):
+        return models.build(config.model, config.task.n_dims, tasks.label_classes(config.task), key)
+
+    graphdef = nnx.graphdef(nnx.eval_shape(build))
 
     def init() -> TrainState:
-        params = nnx.to_pure_dict(nnx.state(models.build(config, rng.derive(config.seed, rng.PARAMS)), nnx.Param))
+        params = nnx.to_pure_dict(nnx.state(build(rng.derive(config.seed, rng.PARAMS)), nnx.Param))
         return {"step": jnp.int32(0), "params": params, "opt_state": tx.init(params),
                 "nonfinite_step": jnp.int32(-1)}
 
