@@ -20,7 +20,7 @@ from icl_jax.training import optimizer, step as step_lib
 
 def compile_seconds(config) -> float:
     mesh = parallel.make_mesh()
-    task, tx = tasks.get_task(config.task), optimizer.make_optimizer(config.train)
+    task, tx = tasks.get_task(config.task, config.data), optimizer.make_optimizer(config.train)
     spec = step_lib.state_spec(config, tx, mesh)
     train_step = step_lib.make_train_step(config, spec, task, tx, mesh)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ Adam are not counted): tokens T = 2K per prompt, width E, L layers, B prompts, t
   dense  = 6 · B·T · (L · 12E² + E·D + E)          (qkv 3E², out E², mlp 8E², read-in/out)
   attn   = 6 · B · L · 2·T²·E                       (QKᵀ and AV over the full T×T)
 is the field's count (313.2 GFLOP for the standard model): every token through every block.
-The attention term is a convention: the CPU kernel (icl_jax/kernels) skips the 16-key blocks
+The attention term is a convention: the CPU kernel (icl_jax/kernels/cpu) skips the 16-key blocks
 above the causal diagonal and recomputes QKᵀ in the backward pass, so it executes about two
 thirds of it at T = 82 (the einsum core executes all of it).
 The model computes its last block's output at the K x tokens alone, the only ones read out
@@ -85,7 +85,7 @@ def first_step(config):
     (state → state, metrics), the state after it, the seconds to it (init, compile, one step),
     and the pieces it is made of."""
     mesh = parallel.make_mesh()
-    task, tx = tasks.get_task(config.task), optimizer.make_optimizer(config.train)
+    task, tx = tasks.get_task(config.task, config.data), optimizer.make_optimizer(config.train)
     start = time.perf_counter()
     spec = step_lib.state_spec(config, tx, mesh)
     state = spec.init()

@@ -45,7 +45,7 @@ def host_key() -> str:
     version and the sources of the C++ kernels they may call."""
     import jaxlib
 
-    from icl_jax.kernels import build
+    from icl_jax.kernels.cpu import build
 
     kernels = sorted(p for pattern in ("*.cc", "*.h") for p in build.SOURCE_DIR.glob(pattern))
     parts = [jaxlib.__version__, platform.machine(), build._cpu_identity(),

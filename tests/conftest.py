@@ -16,7 +16,7 @@ import ml_collections
 import pytest
 
 from icl_jax import compilation_cache, config as config_lib
-from icl_jax.kernels import build
+from icl_jax.kernels.cpu import build
 
 _SESSION_CACHE = "_ICL_JAX_TEST_SESSION_CACHE"  # set where this session made the folder
 

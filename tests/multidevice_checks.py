@@ -21,7 +21,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from icl_jax import parallel, tasks  # noqa: E402
 from icl_jax.errors import UserError  # noqa: E402
-from icl_jax.kernels import build  # noqa: E402
+from icl_jax.kernels.cpu import build  # noqa: E402
 from icl_jax.training import loop, optimizer, step as step_lib  # noqa: E402
 from tests.conftest import small_config  # noqa: E402
 

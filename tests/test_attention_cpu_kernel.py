@@ -1,4 +1,4 @@
-"""The C++ attention kernel for XLA:CPU (icl_jax/kernels) against float64 autodiff, and its build.
+"""The C++ attention kernel for XLA:CPU (icl_jax/kernels/cpu) against float64 autodiff, and its build.
 
 It needs a C++ compiler. Without one these tests skip, unless ICL_JAX_REQUIRE_CPU_KERNEL=1
 (.ci/run sets it, after making sure there is a compiler), where they fail instead.
@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from icl_jax.errors import UserError
-from icl_jax.kernels import build, causal_attention_cpu
+from icl_jax.kernels.cpu import build, causal_attention_cpu
 from icl_jax.models import transformer
 from tests.conftest import require_kernel, run_without_compiler
 
@@ -103,9 +103,9 @@ def test_two_independent_calls_in_one_program_finish():
         np.testing.assert_array_equal(a, b)  # and the result does not depend on the threads' race
 
 
-def test_model_takes_the_kernel_on_cpu_and_agrees_with_einsum():
+def test_model_takes_the_kernel_on_cpu_and_agrees_with_the_xla_reference():
     """attention_impl None (auto) picks the kernel on CPU for float32 and head width 16·n,
-    and the einsum core otherwise; the kernel's model computes the einsum model's numbers."""
+    and the einsum core otherwise; the kernel's model computes the plain XLA model's numbers."""
     x = jax.random.normal(jax.random.key(1), (4, 9, 3))
     y = jax.random.normal(jax.random.key(2), (4, 9))
 
@@ -119,11 +119,12 @@ def test_model_takes_the_kernel_on_cpu_and_agrees_with_einsum():
 
     (loss_k, grads_k), used = run(None)
     assert used
-    (loss_e, grads_e), used = run("einsum")
+    (loss_x, grads_x), used = run("xla")
     assert not used
-    np.testing.assert_allclose(loss_k, loss_e, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(grads_k), jax.tree.leaves(grads_e)):
+    np.testing.assert_allclose(loss_k, loss_x, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads_k), jax.tree.leaves(grads_x), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert not run("einsum")[1]
     assert not run(None, n_embd=48, n_head=2)[1]  # head width 24: the einsum core
     assert not run(None, compute_dtype="bfloat16")[1]
     with pytest.raises(UserError, match="'cpu_kernel' cannot run: its head width must be a multiple of 16, got 24"):
@@ -138,7 +139,7 @@ def test_kernel_is_built_once_and_reused(tmp_path, monkeypatch):
     wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {" ".join(build.compiler())} "$@"\n')
     wrapper.chmod(0o755)
     env = dict(os.environ, CXX=str(wrapper), ICL_JAX_KERNEL_CACHE=str(tmp_path / "cache"))
-    script = "from icl_jax.kernels import build; print(build.library_path('causal_attention_cpu'))"
+    script = "from icl_jax.kernels.cpu import build; print(build.library_path('causal_attention_cpu'))"
     paths = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
                             timeout=200).stdout.strip() for _ in range(2)]
     assert paths[0] == paths[1] and pathlib.Path(paths[0]).is_file()

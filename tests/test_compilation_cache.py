@@ -10,7 +10,7 @@ import jax
 import pytest
 
 from icl_jax import compilation_cache
-from icl_jax.kernels import build
+from icl_jax.kernels.cpu import build
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = pathlib.Path(__file__).resolve().parents[1]

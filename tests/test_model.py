@@ -6,6 +6,7 @@ from flax import nnx
 
 from icl_jax import config as config_lib
 from icl_jax import tasks
+from icl_jax.kernels.cpu import build
 from icl_jax.models import attention, tokens, transformer
 from tests.conftest import require_kernel
 
@@ -145,3 +146,26 @@ def test_last_block_at_the_x_tokens_alone_trains_as_the_whole_model(switches):
     np.testing.assert_allclose(at_x, whole, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(at_x_grad), jax.tree.leaves(whole_grad)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_kernels_are_built_with_the_model_and_its_trace_compiles_nothing(monkeypatch, capfd):
+    """models/ops.py builds and registers the C++ kernels a model takes when the model is
+    built; tracing and compiling its train step then starts no C++ compiler and prints nothing."""
+    for name in ("causal_attention_cpu", "dense_grad_cpu", "layer_norm_cpu"):
+        require_kernel(name)
+    build._load_once.cache_clear()  # as in a fresh process: nothing loaded or registered yet
+    build._register_once.cache_clear()
+    looked_up = []
+    library_path = build.library_path
+    monkeypatch.setattr(build, "library_path", lambda name: looked_up.append(name) or library_path(name))
+    model = transformer.Transformer(3, 9, 64, 2, 2, rngs=nnx.Rngs(params=0))
+    assert sorted(looked_up) == ["causal_attention_cpu", "dense_grad_cpu", "layer_norm_cpu"]
+    looked_up.clear()
+    capfd.readouterr()
+    graphdef, params = nnx.split(model, nnx.Param)
+    x, y = jnp.ones((2, 9, 3)), jnp.ones((2, 9))
+    loss = lambda p: jnp.sum(nnx.merge(graphdef, p)(x, y) ** 2)
+    hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    assert looked_up == [] and capfd.readouterr() == ("", "")
+    for target in ("icl_causal_attention_cpu_forward", "icl_dense_weight_grad_cpu", "icl_normalize_cpu"):
+        assert f'custom_call_target="{target}"' in hlo

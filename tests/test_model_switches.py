@@ -1,12 +1,15 @@
 """Accelerator switches of the model agree with the plain float32 path."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from icl_jax import tasks
+from icl_jax import models, tasks
+from icl_jax.errors import UserError
 from icl_jax.models import transformer
 from icl_jax.training import loop
 from tests.conftest import small_config
@@ -84,6 +87,29 @@ def test_scan_over_layers_equals_the_unrolled_stack(remat):
     np.testing.assert_allclose(l1, l2, rtol=1e-5)
     g1 = dict(g1, blocks=jax.tree.map(lambda *layers: jnp.stack(layers), *[g1["blocks"][i] for i in range(3)]))
     np.testing.assert_allclose(_flat(g1), _flat(g2), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("model,reason", [
+    (dict(attention_impl="cpu_kernel", n_embd=48),
+     "attention_impl='cpu_kernel' cannot run: its head width must be a multiple of 16, got 24"),
+    (dict(attention_impl="cpu_kernel", compute_dtype="bfloat16"),
+     "attention_impl='cpu_kernel' cannot run: it takes float32 only, the compute dtype is bfloat16"),
+    (dict(dense_impl="cpu_kernel", n_embd=40), "dense_impl='cpu_kernel' cannot run: its width must be a multiple of 16, got 40"),
+    (dict(dense_impl="cpu_kernel", compute_dtype="bfloat16"),
+     "dense_impl='cpu_kernel' cannot run: it takes float32 only, the compute dtype is bfloat16"),
+    (dict(attention_impl="cudnn"), "attention_impl='cudnn' cannot run: it runs on GPU only"),
+    (dict(dense_impl="fused"), "dense_impl must be one of auto, cpu_kernel, xla, got 'fused'"),
+])
+def test_a_choice_that_cannot_run_is_refused_when_the_model_is_built(model, reason):
+    """The facts each implementation needs are in the config: an explicit choice that cannot
+    run stops models.build itself (before any call or trace), with the key and the reason.
+    No C++ compiler is needed to refuse these."""
+    if jax.default_backend() == "gpu" and model.get("attention_impl") == "cudnn":
+        pytest.skip("cuDNN can run here")
+    c = small_config()
+    c.model.update(model)
+    with pytest.raises(UserError, match=re.escape(f"model.{reason}")):
+        models.build(c.model, c.task.n_dims, tasks.label_classes(c.task))
 
 
 def test_training_runs_with_every_switch_on(tmp_path):

@@ -1,1 +1,1 @@
-"""C++ kernels for XLA:CPU, built for the host on first use (build.py)."""
+"""Hand-written kernels, one folder per backend (cpu/); models/ops.py picks them (docs/kernels.md)."""

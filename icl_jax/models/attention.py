@@ -8,9 +8,10 @@ attention still, each query seeing the keys at or before its position.
 
 Heads-major (BxHxTxF) makes every product a plain batched matmul. The backward pass is the
 textbook one, from the saved weights: dv = pᵀ·do, dp = do·vᵀ, ds = p ⊙ (dp − Σ dp ⊙ p),
-dq = ds·k, dk = dsᵀ·q. Written out, it ran the standard model's attention sublayer ~5% faster
-than autodiff's version on a 2-core CPU, where XLA fused dp's product into the softmax's
-reduction loop instead of handing it to the matmul library (benchmarks/README.md).
+dq = ds·k, dk = dsᵀ·q. Written out, because autodiff's version was slower on CPU, where XLA
+fused dp's product into the softmax's reduction loop instead of handing it to the matmul
+library (benchmarks/README.md). It is the "einsum" attention of models/ops.py
+(docs/kernels.md).
 """
 
 from __future__ import annotations

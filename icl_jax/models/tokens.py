@@ -1,4 +1,4 @@
-"""DESIGN.md §1 tokenization: x_1, ỹ_1, x_2, ỹ_2, ... with ỹ_i = [y_i, 0, ..., 0].
+"""Tokenization (docs/prompts_and_model.md): x_1, ỹ_1, x_2, ỹ_2, ... with ỹ_i = [y_i, 0, ..., 0].
 
 Variant: an explicit type channel telling x tokens from y tokens, which the model otherwise
 has to learn from position parity (it shortens the initial loss plateau of small models).

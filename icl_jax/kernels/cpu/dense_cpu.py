@@ -4,7 +4,8 @@
 `linear(x_NxE, w_ExO, b_O)` is x·w + b, computed by XLA, as nnx.Linear computes it; its
 backward pass takes dx = dy·wᵀ from XLA too, and dw = xᵀ·dy with db = Σ dy from the kernel in
 one pass (XLA:CPU runs xᵀ·dy at about half the matmul peak at these widths and the bias
-gradient as a second pass over dy; benchmarks/README.md has the numbers).
+gradient as a second pass over dy; benchmarks/README.md has the numbers, docs/kernels.md the
+design).
 
 Under a sharded jit the kernel runs on each device's own tokens and the partial gradients
 are summed over the mesh axes that split the tokens (custom_partitioning), as XLA's own
@@ -22,23 +23,34 @@ import jax.numpy as jnp
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-from icl_jax.kernels import build
+from icl_jax.kernels.cpu import build
 
 _TARGET = "icl_dense_weight_grad_cpu"
 STRIPE = 64  # columns of dw per kernel work item: the output width must be a multiple of it
 
 
-def unsupported(x_NxE: jax.Array, w_ExO: jax.Array) -> str | None:
-    """Why the kernel cannot give this layer's gradients here, or None if it can (building it
-    if needed)."""
-    if x_NxE.dtype != jnp.float32 or w_ExO.dtype != jnp.float32:
-        return f"it takes float32 only, got {x_NxE.dtype} inputs and {w_ExO.dtype} weights"
+def unsupported(compute_dtype, output_width: int) -> str | None:
+    """Why the kernel cannot give the gradients of a layer of this compute dtype and output
+    width, or None if it can (where it is available: unavailable())."""
+    if jnp.dtype(compute_dtype) != jnp.float32:
+        return f"it takes float32 only, the compute dtype is {jnp.dtype(compute_dtype)}"
+    if output_width % STRIPE:
+        return f"its output width must be a multiple of {STRIPE}, got {output_width}"
+    return None
+
+
+def unavailable() -> str | None:
+    """Why the kernel cannot run here, or None once it is built and registered with XLA:CPU."""
+    return build.unavailable("dense_grad_cpu", {_TARGET: "IclDenseWeightGrad"})
+
+
+def _layout_problem(x_NxE: jax.Array, w_ExO: jax.Array) -> str | None:
+    """Why the kernel cannot take this layer, or None."""
+    if x_NxE.dtype != w_ExO.dtype:
+        return f"it takes inputs and weights of one dtype, got {x_NxE.dtype} and {w_ExO.dtype}"
     if x_NxE.ndim != 2 or w_ExO.ndim != 2 or x_NxE.shape[1] != w_ExO.shape[0]:
         return f"it takes NxE inputs and ExO weights, got {x_NxE.shape} and {w_ExO.shape}"
-    if w_ExO.shape[1] % STRIPE:
-        return f"its output width must be a multiple of {STRIPE}, got {w_ExO.shape[1]}"
-    return build.unavailable("dense_grad_cpu", {_TARGET: "IclDenseWeightGrad"},
-                             "dense-layer gradients run on XLA's products")
+    return unsupported(w_ExO.dtype, w_ExO.shape[1])
 
 
 def _weight_grad(x_NxE: jax.Array, dy_NxO: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -98,7 +110,7 @@ def linear(x_NxE: jax.Array, w_ExO: jax.Array, b_O: jax.Array) -> jax.Array:
 
 
 def _vjp_forward(x, w, b):
-    if reason := unsupported(x, w):
+    if reason := _layout_problem(x, w) or unavailable():  # a cache hit once a model selected it
         raise ValueError(f"the CPU dense-gradient kernel cannot run: {reason}")
     return x @ w + b, (x, w)
 

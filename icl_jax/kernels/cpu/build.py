@@ -1,11 +1,11 @@
 """Compile a C++ kernel of this package for the host CPU once, and load it.
 
-A kernel is built on first use with the host's C++ compiler (`$CXX`, else `c++`, `g++` or
-`clang++` on the PATH, else the `ziglang` package's `zig c++`: `pip install ziglang` brings one
-to a machine without any) at -O3 -march=native, against the XLA FFI headers jaxlib ships.
-The shared library is kept in `$ICL_JAX_KERNEL_CACHE` (default `~/.cache/icl_jax/kernels`)
-under a name that hashes everything the binary depends on: the source and the headers beside
-it, the compiler and its
+A kernel is built when a model selects it (models/ops.py), or on its first direct use, with
+the host's C++ compiler (`$CXX`, else `c++`, `g++` or `clang++` on the PATH, else the
+`ziglang` package's `zig c++`: `pip install ziglang` brings one to a machine without any) at
+-O3 -march=native, against the XLA FFI headers jaxlib ships. The shared library is kept in
+`$ICL_JAX_KERNEL_CACHE` (default `~/.cache/icl_jax/kernels`) under a name that hashes
+everything the binary depends on: the source and the headers beside it, the compiler and its
 version, the flags, jaxlib's version and this CPU's model and instruction set (a cache on a
 shared home directory then never hands one host's -march=native build to another). It is
 written to a temporary file and renamed into place, so processes building at once each see
@@ -77,7 +77,7 @@ def _run(command: list[str], what: str) -> str:
 
 
 def library_path(name: str) -> pathlib.Path:
-    """Where kernel `name` (source kernels/<name>.cc) is built, compiling it if it is not yet."""
+    """Where kernel `name` (source kernels/cpu/<name>.cc) is built, compiling it if it is not yet."""
     import jax.ffi
     import jaxlib
 
@@ -119,19 +119,15 @@ def _load_once(name: str) -> ctypes.CDLL | KernelUnavailable:
         return KernelUnavailable(f"loading kernel {name} failed: {e}")
 
 
-def unavailable(name: str, targets: dict[str, str], fallback: str) -> str | None:
+def unavailable(name: str, targets: dict[str, str]) -> str | None:
     """Why kernel `name` cannot run here, or None once its FFI handlers ({target name: exported
-    symbol}) are registered with XLA:CPU (built first if needed; once per process). A kernel
-    that cannot be built is reported once on stderr, as "icl_jax: <fallback>, slower: ..."."""
+    symbol}) are registered with XLA:CPU (built first if needed; once per process)."""
     import jax
 
     if jax.default_backend() != "cpu":
         return f"it runs on CPU only, and the default backend is {jax.default_backend()}"
     outcome = _register_once(name, tuple(targets.items()))
-    if outcome is None:
-        return None
-    _say_once(f"icl_jax: {fallback}, slower: the CPU kernel is unavailable ({outcome})")
-    return str(outcome)
+    return None if outcome is None else str(outcome)
 
 
 @functools.cache
@@ -145,8 +141,3 @@ def _register_once(name: str, targets: tuple[tuple[str, str], ...]) -> KernelUna
     for target, symbol in targets:
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
     return None
-
-
-@functools.cache
-def _say_once(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

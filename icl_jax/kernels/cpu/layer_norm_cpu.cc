@@ -1,6 +1,6 @@
 // The layer norm of a block for XLA:CPU, without its scale and shift (the model folds those
-// into the dense layer that follows, kernels/layer_norm_cpu.py), forward and backward, one
-// token row at a time in L1.
+// into the dense layer that follows, icl_jax/models/ops.py), forward and backward, one token
+// row at a time in L1.
 //
 // Legend: N token rows of width E (a multiple of 16), row-major float32.
 //   normalize:  x_NxE -> xhat_NxE = (x - mean) · rstd, rstd_N = 1/sqrt(var + eps)

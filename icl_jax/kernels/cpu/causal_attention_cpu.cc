@@ -13,9 +13,9 @@
 // diagonal are skipped. Work is spread over XLA's intra-op thread pool in chunks, and the
 // call returns a future at once (cpu_common.h): no thread ever waits on another.
 //
-// Built on first use by icl_jax/kernels/build.py with the host's C++ compiler
-// (-O3 -march=native); GCC/Clang vector extensions give 16-float vectors on any x86/ARM
-// target.
+// Built by icl_jax/kernels/cpu/build.py, when a model selects it (models/ops.py), with the
+// host's C++ compiler (-O3 -march=native); GCC/Clang vector extensions give 16-float vectors
+// on any x86/ARM target.
 
 #include <algorithm>
 #include <cmath>

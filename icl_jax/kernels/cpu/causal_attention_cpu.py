@@ -6,7 +6,7 @@ stride·i, seeing the keys at or before it), with q·k scaled by `scale`. It is 
 (prompt, head) at a time in cache without the Tq×T weights or heads-major copies of q, k, v
 ever reaching memory: forward saves each query's log-sum-exp, backward recomputes the
 weights and writes dqkv in qkv's own layout. models/attention.py's einsum core computes the
-same on heads-major arrays, and is what runs where this kernel cannot.
+same on heads-major arrays, and is what runs where this kernel cannot (docs/kernels.md).
 
 Under a sharded jit the calls keep their operands' sharding of the batch and head axes and
 need the token and feature axes whole (custom_partitioning): each device computes on its own
@@ -24,26 +24,36 @@ import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-from icl_jax.kernels import batching, build
+from icl_jax.kernels.cpu import batching, build
 
 _FORWARD = "icl_causal_attention_cpu_forward"
 _BACKWARD = "icl_causal_attention_cpu_backward"
 VECTOR = 16  # the kernel's float32 vector: head width must be a multiple of it
 
 
-def unsupported(qkv_BxTx3xHxF: jax.Array, stride: int = 1) -> str | None:
-    """Why the kernel cannot take this projection here, or None if it can (building it if needed)."""
-    if qkv_BxTx3xHxF.dtype != jnp.float32:
-        return f"it takes float32 only, got {qkv_BxTx3xHxF.dtype}"
+def unsupported(compute_dtype, head_width: int) -> str | None:
+    """Why the kernel cannot take a model's attention of this compute dtype and head width, or
+    None if it can (where it is available: unavailable())."""
+    if jnp.dtype(compute_dtype) != jnp.float32:
+        return f"it takes float32 only, the compute dtype is {jnp.dtype(compute_dtype)}"
+    if head_width % VECTOR:
+        return f"its head width must be a multiple of {VECTOR}, got {head_width}"
+    return None
+
+
+def unavailable() -> str | None:
+    """Why the kernel cannot run here, or None once it is built and registered with XLA:CPU."""
+    return build.unavailable("causal_attention_cpu", {_FORWARD: "IclCausalAttentionForward",
+                                                      _BACKWARD: "IclCausalAttentionBackward"})
+
+
+def _layout_problem(qkv_BxTx3xHxF: jax.Array, stride: int) -> str | None:
+    """Why the kernel cannot take this projection, or None."""
     if qkv_BxTx3xHxF.ndim != 5 or qkv_BxTx3xHxF.shape[2] != 3:
         return f"it takes a BxTx3xHxF projection, got shape {qkv_BxTx3xHxF.shape}"
-    if qkv_BxTx3xHxF.shape[-1] % VECTOR:
-        return f"its head width must be a multiple of {VECTOR}, got {qkv_BxTx3xHxF.shape[-1]}"
     if stride < 1 or qkv_BxTx3xHxF.shape[1] % stride:
         return f"queries every {stride} tokens do not divide {qkv_BxTx3xHxF.shape[1]} tokens"
-    return build.unavailable("causal_attention_cpu", {_FORWARD: "IclCausalAttentionForward",
-                                                      _BACKWARD: "IclCausalAttentionBackward"},
-                             "attention runs on the einsum core")
+    return unsupported(qkv_BxTx3xHxF.dtype, qkv_BxTx3xHxF.shape[-1])
 
 
 def _sharded_by_batch_and_heads(call, rule: str, arg_head_axes: tuple[int, ...], result_head_axes: tuple[int, ...]):
@@ -102,7 +112,7 @@ def causal_attention(qkv_BxTx3xHxF: jax.Array, stride: int, scale: float) -> jax
 
 
 def _checked_forward(qkv, stride, scale):
-    if reason := unsupported(qkv, stride):
+    if reason := _layout_problem(qkv, stride) or unavailable():  # a cache hit once a model selected it
         raise ValueError(f"the CPU attention kernel cannot run: {reason}")
     return _calls(stride, float(scale))[0](qkv)
 

@@ -2,10 +2,10 @@
 (layer_norm_cpu.cc), its backward pass in the kernel too.
 
 `normalize(x_NxE, eps)` is (x - mean) / sqrt(var + eps) over each row, for float32 rows whose
-width is a multiple of 16. The model folds the layer norm's scale s and shift t into the dense
-layer that follows it, (x̂·s + t)·W + b = x̂·(s∘W) + (t·W + b), so that their gradients come out
-of that layer's weight gradient (a few E×O products) instead of two more passes over the N×E
-activations.
+width is a multiple of 16. The model (models/ops.py) folds the layer norm's scale s and shift
+t into the dense layer that follows it, (x̂·s + t)·W + b = x̂·(s∘W) + (t·W + b), so that their
+gradients come out of that layer's weight gradient (a few E×O products) instead of two more
+passes over the N×E activations.
 
 It works on whole rows, so under a sharded jit the calls keep their operands' split of the
 rows (custom_partitioning: no collective), and under vmap the mapped axis joins the rows
@@ -22,19 +22,32 @@ import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-from icl_jax.kernels import batching, build
+from icl_jax.kernels.cpu import batching, build
 
 _TARGETS = {"icl_normalize_cpu": "IclNormalize", "icl_normalize_vjp_cpu": "IclNormalizeVjp"}
 VECTOR = 16  # the kernel's float32 vector: the row width must be a multiple of it
 
 
-def unsupported(x_NxE: jax.Array) -> str | None:
-    """Why the kernel cannot take these rows here, or None if it can (building it if needed)."""
-    if x_NxE.dtype != jnp.float32:
-        return f"it takes float32 only, got {x_NxE.dtype}"
-    if x_NxE.ndim != 2 or x_NxE.shape[1] % VECTOR:
-        return f"it takes NxE rows with E a multiple of {VECTOR}, got shape {x_NxE.shape}"
-    return build.unavailable("layer_norm_cpu", _TARGETS, "layer norms run on XLA")
+def unsupported(compute_dtype, width: int) -> str | None:
+    """Why the kernel cannot take a layer norm of this compute dtype and width, or None if it
+    can (where it is available: unavailable())."""
+    if jnp.dtype(compute_dtype) != jnp.float32:
+        return f"it takes float32 only, the compute dtype is {jnp.dtype(compute_dtype)}"
+    if width % VECTOR:
+        return f"its width must be a multiple of {VECTOR}, got {width}"
+    return None
+
+
+def unavailable() -> str | None:
+    """Why the kernel cannot run here, or None once it is built and registered with XLA:CPU."""
+    return build.unavailable("layer_norm_cpu", _TARGETS)
+
+
+def _layout_problem(x_NxE: jax.Array) -> str | None:
+    """Why the kernel cannot take these rows, or None."""
+    if x_NxE.ndim != 2:
+        return f"it takes NxE rows, got shape {x_NxE.shape}"
+    return unsupported(x_NxE.dtype, x_NxE.shape[1])
 
 
 def _rowwise(call, sharding_rule: str):
@@ -78,7 +91,7 @@ def normalize(x_NxE: jax.Array, eps: float) -> jax.Array:
 
 
 def _normalize_forward(x, eps):
-    if reason := unsupported(x):
+    if reason := _layout_problem(x) or unavailable():  # a cache hit once a model selected it
         raise ValueError(f"the CPU layer-norm kernel cannot run: {reason}")
     xhat, rstd = _calls(float(eps))[0](x)
     return xhat, (xhat, rstd)
