@@ -49,13 +49,13 @@ def _run(step_fn, state, next_batch, steps: int):
 
 def benchmark(config, steps: int, rounds: int) -> dict:
     mesh = parallel.make_mesh()
-    task, tx = tasks.get_task(config.task), optimizer.make_optimizer(config.train)
+    task, tx = tasks.get_task(config.task, config.data), optimizer.make_optimizer(config.train)
     spec = step_lib.state_spec(config, tx, mesh)
     state = spec.init()
-    step_fn = step_lib.make_host_fed_step(config, spec, task, tx, mesh)
+    step_fn = step_lib.make_train_step(config, spec, task, tx, mesh)  # from the host examples it is given
     source = task.source("train")
     feed = data_feed.TrainFeed(source, config.train.batch_size, task.n_points, config.seed, mesh,
-                               config.task.prefetch)
+                               config.data.prefetch)
     try:
         generator = np.random.default_rng(0)
         shape = (config.train.batch_size, task.n_points)
@@ -87,14 +87,14 @@ def main():
     parser.add_argument("--batch_size", type=int, default=None)
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--mock_tfds", action="store_true")
-    parser.add_argument("--in_memory", action="store_true", help="task.data_in_memory=True")
+    parser.add_argument("--in_memory", action="store_true", help="data.in_memory=True")
     args = parser.parse_args()
     config = load_config(args.arg)
     if args.batch_size:
         config.train.batch_size = args.batch_size
     if args.dataset:
         config.task.dataset = args.dataset
-    config.task.data_in_memory = args.in_memory
+    config.data.in_memory = args.in_memory
     config_lib.validate(config)
     mock = contextlib.nullcontext()
     if args.mock_tfds:
@@ -107,7 +107,7 @@ def main():
     print(f"{jax.devices()[0].device_kind} ×{jax.device_count()}, jax {jax.__version__}; {t.dataset}"
           f"{' (tfds mock)' if args.mock_tfds else ''}, batch {config.train.batch_size} × {t.n_points} points, "
           f"D={t.n_dims}, model {config.model.n_layer}/{config.model.n_head}/{config.model.n_embd}, "
-          f"prefetch {t.prefetch}{', split in memory' if t.data_in_memory else ''}")
+          f"prefetch {config.data.prefetch}{', split in memory' if config.data.in_memory else ''}")
     print(f"step with real data:        {r['real_s'] * 1e3:8.1f} ms  (runs: "
           f"{', '.join(f'{x * 1e3:.1f}' for x in r['real_runs'])})")
     print(f"step with synthetic inputs: {r['synthetic_s'] * 1e3:8.1f} ms  (runs: "

@@ -38,27 +38,27 @@ def test_interrupted_run_resumes_bit_identically_and_evaluate_scores_it(tmp_path
     c = _config()
     straight = loop.train(c, tmp_path / "straight")
 
-    real = step_lib.make_host_fed_step
+    real = step_lib.make_train_step
 
     def interrupting(*args):
         step = real(*args)
 
-        def wrapped(state, batch):
-            new_state, metrics = step(state, batch)
+        def wrapped(state, examples):
+            new_state, metrics = step(state, examples)
             if int(new_state["step"]) == 2:  # between checkpoints, with batches prefetched
                 os.kill(os.getpid(), signal.SIGTERM)
             return new_state, metrics
 
         return wrapped
 
-    monkeypatch.setattr(step_lib, "make_host_fed_step", interrupting)
+    monkeypatch.setattr(step_lib, "make_train_step", interrupting)
     assert int(loop.train(c, tmp_path / "resumed")["step"]) == 2
     checkpoints = Checkpoints(tmp_path / "resumed", with_data=True)
     expected = IndexSampler(1438, seed=c.seed)  # the digits train split
     expected.take(2 * 8 * 7)
     assert checkpoints.restore_data(2) == expected.state()  # not the prefetched batches' state
     checkpoints.close()
-    monkeypatch.setattr(step_lib, "make_host_fed_step", real)
+    monkeypatch.setattr(step_lib, "make_train_step", real)
     resumed = loop.train(c, tmp_path / "resumed")
     assert _leaves_equal(straight["params"], resumed["params"])
     assert _leaves_equal(straight["opt_state"], resumed["opt_state"])
@@ -86,6 +86,7 @@ def test_mock_tfds_training_and_evaluation_on_an_unseen_data_set(tmp_path):
 
 
 def test_training_on_a_data_set_that_is_not_prepared_stops_with_the_command(tmp_path):
-    c = _config(dataset="mnist", data_dir=str(tmp_path / "tfds"))
+    c = _config(dataset="mnist")
+    c.data.data_dir = str(tmp_path / "tfds")
     with pytest.raises(UserError, match="tfds build mnist --data_dir=.* --file_format=array_record"):
         loop.train(c, tmp_path / "run")

@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icl_jax import tasks
+from icl_jax import losses, tasks
 from icl_jax.models import tokens, transformer
-from icl_jax.training import losses
 from tests.conftest import small_config
 
 pytestmark = pytest.mark.timeout(120)

@@ -111,6 +111,21 @@ def test_batch_splits_average_to_the_whole_batch_step():
                zip(jax.tree.leaves(whole["params"]), jax.tree.leaves(spec.init()["params"]))) > 0.9e-3
 
 
+def test_the_step_takes_how_its_prompts_are_made():
+    """One builder for both sources: a step handed the sampled path's own step-0 prompts as a
+    host input (PromptSource) makes the same update as the step that samples them."""
+    c = _golden_config()
+    task, tx, mesh = tasks.get_task(c.task), optimizer.make_optimizer(c.train), parallel.make_mesh()
+    spec = step_lib.state_spec(c, tx, mesh)
+    prompts = jax.jit(lambda: step_lib.sample_batch(c, task, 0, parallel.batch_sharding(mesh)))()
+    given = step_lib.PromptSource(lambda key, step, prompts: prompts, n_inputs=1)
+    sampled_state, sampled_metrics = step_lib.make_train_step(c, spec, task, tx, mesh)(spec.init())
+    given_state, given_metrics = step_lib.make_train_step(c, spec, task, tx, mesh, given)(spec.init(), prompts)
+    assert float(given_metrics["loss"]) == pytest.approx(float(sampled_metrics["loss"]), rel=1e-6)
+    for u, v in zip(jax.tree.leaves(given_state), jax.tree.leaves(sampled_state), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-9)
+
+
 def test_batch_splits_auto_and_refused_values():
     c = small_config()  # 16 prompts
     assert step_lib.batch_splits(c) == (2 if jax.default_backend() == "cpu" else 1)

@@ -22,9 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from icl_jax import config as config_lib  # noqa: E402
-from icl_jax import files, tasks  # noqa: E402
+from icl_jax import files, run_model, tasks  # noqa: E402
 from icl_jax.errors import UserError  # noqa: E402
-from icl_jax.evaluation import predictors, prompts, run as eval_run  # noqa: E402
+from icl_jax.evaluation import predictors, prompts  # noqa: E402
 from icl_jax.models.trace import Trace  # noqa: E402
 
 
@@ -66,8 +66,8 @@ class Run:
 def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
     workdir = pathlib.Path(workdir)
     config = config_lib.validate(files.load_run_config(workdir))
-    step, graphdef, params = eval_run.restore_params(config, workdir, step)
-    return Run(workdir, config, tasks.get_task(config.task), step, graphdef, params)
+    step, graphdef, params = run_model.restore_params(config, workdir, step)
+    return Run(workdir, config, tasks.get_task(config.task, config.data), step, graphdef, params)
 
 
 def require_linear(run: Run, what: str) -> None:
@@ -81,7 +81,7 @@ def linear_eval_set(run: Run, what: str, num_prompts: int):
     the float64 labels the baselines are fitted to (evaluation/prompts.py)."""
     require_linear(run, what)
     x, y, w = prompts.eval_prompts(run.config, num_prompts)
-    return x, y, w, prompts.exact_labels(run.config.task, x, y, w)
+    return x, y, w, prompts.exact_labels(run.task, x, y, w)
 
 
 def default_ks(run: Run) -> list[int]:

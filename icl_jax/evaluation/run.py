@@ -13,25 +13,15 @@ import jax
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import files, parallel, tasks
-from icl_jax.checkpointing import Checkpoints
+from icl_jax import files, run_model, tasks
 from icl_jax.errors import UserError
 from icl_jax.evaluation import linear_scoring, plot, predictors, prompts, scorers, statistics
-from icl_jax.training import optimizer, step as step_lib
 
 
 def restore_params(config, workdir, step: int | None):
     """(step, graphdef, params) of a checkpoint in WORKDIR (the latest when step is None),
-    restored onto this process's devices whatever topology wrote it."""
-    # This process's own devices: evaluation needs no collectives, in one process or many.
-    mesh = parallel.make_mesh(jax.local_devices())
-    spec = step_lib.state_spec(config, optimizer.make_optimizer(config.train), mesh)
-    checkpoints = Checkpoints(workdir, read_only=True)
-    try:
-        step, state = checkpoints.restore(step, like=spec.abstract)
-    finally:
-        checkpoints.close()
-    return step, spec.graphdef, state["params"]
+    restored onto this process's devices whatever topology wrote it (run_model.restore_params)."""
+    return run_model.restore_params(config, workdir, step)
 
 
 def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: int | None = None,
@@ -42,7 +32,7 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
     if num_prompts < 2:
         raise UserError(f"--num_prompts must be at least 2 (for the bootstrap), got {num_prompts}")
     step, graphdef, params = restore_params(config, workdir, step)
-    task = tasks.get_task(config.task)
+    task = tasks.get_task(config.task, config.data)
     x_NxKxD, y_NxK, w_NxD = prompts.eval_prompts(config, num_prompts)
 
     model = predictors.model_predictor(graphdef, params, config.eval.batch_size)

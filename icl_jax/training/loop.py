@@ -86,7 +86,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     if jax.process_index() == 0:
         files.write_json(workdir / "versions.json", files.library_versions())
 
-    task = tasks.get_task(config.task)
+    task = tasks.get_task(config.task, config.data)
     tx = optimizer.make_optimizer(config.train)
     spec = step_lib.state_spec(config, tx, mesh)
     tr = config.train
@@ -129,13 +129,12 @@ def _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
     step = int(state["step"])
     last_saved = checkpoints.latest_step()
     feed = None
+    compiled_step = step_lib.make_train_step(config, spec, task, tx, mesh)  # the task's own prompt source
+    train_step = compiled_step
     if getattr(task, "host_fed", False):  # examples gathered by the host (tasks/images.py)
         feed = data_feed.TrainFeed(task.source("train"), tr.batch_size, task.n_points, config.seed, mesh,
-                                   config.task.prefetch, checkpoints.restore_data(step) if step else None)
-        host_fed_step = step_lib.make_host_fed_step(config, spec, task, tx, mesh)
-        train_step = lambda state: host_fed_step(state, feed.next())  # noqa: E731
-    else:
-        train_step = step_lib.make_train_step(config, spec, task, tx, mesh)
+                                   config.data.prefetch, checkpoints.restore_data(step) if step else None)
+        train_step = lambda state: compiled_step(state, feed.next())  # noqa: E731
 
     def save(at_step: int, state) -> None:
         nonlocal last_saved

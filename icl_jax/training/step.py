@@ -1,14 +1,16 @@
-"""The train step: a pure function state -> (state, metrics), jitted with the state donated.
-
-The batch is sampled inside the step from derive(seed, TRAIN_DATA, step), so the step
-number is the only data-pipeline state and a resumed run replays exactly the same batches.
-On a mesh, the sampled batch is constrained to the data axis: each device draws its own
-slice, and the values equal the single-device batch (partitionable threefry).
+"""The train step: a pure function (state[, host examples]) -> (state, metrics), jitted with
+the state donated. One builder, make_train_step, for both ways a step gets its prompts
+(PromptSource): sampled by the task on device, or built by the task on device from examples
+the host gathered. Either way they are keyed by derive(seed, TRAIN_DATA, step), so the step
+number (with the host sampler's state, for host examples) is the whole data-pipeline state and
+a resumed run replays exactly the same batches. On a mesh, the prompts are constrained to the
+data axis: each device makes its own slice, and sampled values equal the single-device batch
+(partitionable threefry).
 
 On CPU each device's batch is differentiated as two independent halves (train.batch_splits):
 the mean of their gradients is the batch's, and XLA:CPU overlaps the two halves' operations,
-one's memory-bound layer norms and GELUs with the other's matmuls: 1.06–1.12× faster train
-steps on 2 cores (benchmarks/README.md).
+one's memory-bound layer norms and GELUs with the other's matmuls, for faster train steps
+(measured in benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ import ml_collections
 import optax
 from flax import nnx
 
-from icl_jax import curriculum, parallel, rng, tasks
-from icl_jax import models
+from icl_jax import curriculum, losses, parallel, rng, run_model
 from icl_jax.errors import UserError
-from icl_jax.training import losses
 from icl_jax.tasks import Prompts, Task
 
 TrainState = dict[str, Any]  # {"step", "params", "opt_state", "nonfinite_step"}
@@ -40,13 +40,10 @@ def state_spec(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
                mesh: jax.sharding.Mesh) -> StateSpec:
     """The model's graph, a jitted initialiser and the state's sharded shapes. Init runs under
     jit: an eager NNX init of the standard model takes seconds; jitted it is fast."""
-    def build(key=0):
-        return models.build(config.model, config.task.n_dims, tasks.label_classes(config.task), key)
-
-    graphdef = nnx.graphdef(nnx.eval_shape(build))
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: run_model.build(config)))
 
     def init() -> TrainState:
-        params = nnx.to_pure_dict(nnx.state(build(rng.derive(config.seed, rng.PARAMS)), nnx.Param))
+        params = nnx.to_pure_dict(nnx.state(run_model.build(config, rng.derive(config.seed, rng.PARAMS)), nnx.Param))
         return {"step": jnp.int32(0), "params": params, "opt_state": tx.init(params),
                 "nonfinite_step": jnp.int32(-1)}
 
@@ -55,11 +52,43 @@ def state_spec(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
     return StateSpec(graphdef, jax.jit(init, out_shardings=shardings), parallel.with_shardings(abstract, shardings))
 
 
-def sample_batch(config: ml_collections.ConfigDict, task: Task, step, batch_sharding) -> Prompts:
-    """The prompts of training step `step`, split over the mesh's data axis."""
-    key = rng.derive(config.seed, rng.TRAIN_DATA, step)
-    prompts = task.sample(key, config.train.batch_size, curriculum.active_dims(config, step))
+class PromptSource(NamedTuple):
+    """How a train step gets its prompts: make(key, step, *inputs) -> Prompts, on device, from
+    the step's key and the `inputs` the host passes the step after the state."""
+    make: Callable[..., Prompts]
+    n_inputs: int
+
+
+def sampled(config: ml_collections.ConfigDict, task: Task) -> PromptSource:
+    """Prompts the task samples on device: nothing comes from the host."""
+    def make(key, step) -> Prompts:
+        return task.sample(key, config.train.batch_size, curriculum.active_dims(config, step))
+
+    return PromptSource(make, n_inputs=0)
+
+
+def from_host_examples(task: Task) -> PromptSource:
+    """Prompts the task builds on device (tasks/images.py: projection and label permutation)
+    from one input, the examples the host gathered (task.host_fed, data/feed.py)."""
+    def make(key, step, examples) -> Prompts:
+        return task.prompts(key, *examples)
+
+    return PromptSource(make, n_inputs=1)
+
+
+def prompt_source(config: ml_collections.ConfigDict, task: Task) -> PromptSource:
+    """The task's own: from host examples for a host-fed task, else sampled."""
+    return from_host_examples(task) if getattr(task, "host_fed", False) else sampled(config, task)
+
+
+def _on_data_axis(prompts: Prompts, batch_sharding) -> Prompts:
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), prompts)
+
+
+def sample_batch(config: ml_collections.ConfigDict, task: Task, step, batch_sharding) -> Prompts:
+    """The sampled prompts of training step `step`, split over the mesh's data axis."""
+    key = rng.derive(config.seed, rng.TRAIN_DATA, step)
+    return _on_data_axis(sampled(config, task).make(key, step), batch_sharding)
 
 
 def batch_splits(config: ml_collections.ConfigDict, n_shards: int = 1) -> int:
@@ -115,41 +144,22 @@ def make_update(config: ml_collections.ConfigDict, spec: StateSpec, tx: optax.Gr
 
 
 def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, task: Task,
-                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
-                    ) -> Callable[[TrainState], tuple[TrainState, dict]]:
+                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                    source: PromptSource | None = None) -> Callable[..., tuple[TrainState, dict]]:
+    """train_step(state, *source inputs) -> (state, metrics); `source` (default: the task's own,
+    prompt_source) says how the step's prompts are made."""
     parallel.check_batch_divides(config.train.batch_size, mesh)
+    source = prompt_source(config, task) if source is None else source
     batch_sharding, n_points = parallel.batch_sharding(mesh), task.n_points
     update = make_update(config, spec, tx, task.loss, mesh.shape[parallel.DATA])
 
-    def train_step(state: TrainState) -> tuple[TrainState, dict]:
+    def train_step(state: TrainState, *inputs) -> tuple[TrainState, dict]:
         step = state["step"]
-        prompts = sample_batch(config, task, step, batch_sharding)
+        prompts = _on_data_axis(source.make(rng.derive(config.seed, rng.TRAIN_DATA, step), step, *inputs),
+                                batch_sharding)
         mask_K = (jnp.arange(n_points) < curriculum.active_points(config, step)).astype(jnp.float32)
         return update(state, prompts, mask_K)
 
     shardings = jax.tree.map(lambda a: a.sharding, spec.abstract)
-    return jax.jit(train_step, in_shardings=(shardings,),
-                   out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=0)
-
-
-def make_host_fed_step(config: ml_collections.ConfigDict, spec: StateSpec, task, tx: optax.GradientTransformation,
-                       mesh: jax.sharding.Mesh):
-    """train_step(state, batch) -> (state, metrics) for a task whose examples the host gathers
-    (task.host_fed, data/feed.py): the task turns the given examples into prompts on device
-    (tasks/images.py: projection and label permutation), keyed like the sampled path by
-    derive(seed, TRAIN_DATA, step), so the step number and the host sampler's state together
-    replay a run exactly."""
-    parallel.check_batch_divides(config.train.batch_size, mesh)
-    batch_sharding, n_points = parallel.batch_sharding(mesh), task.n_points
-    update = make_update(config, spec, tx, task.loss, mesh.shape[parallel.DATA])
-
-    def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
-        step = state["step"]
-        prompts = task.prompts(rng.derive(config.seed, rng.TRAIN_DATA, step), *batch)
-        prompts = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), prompts)
-        mask_K = (jnp.arange(n_points) < curriculum.active_points(config, step)).astype(jnp.float32)
-        return update(state, prompts, mask_K)
-
-    shardings = jax.tree.map(lambda a: a.sharding, spec.abstract)
-    return jax.jit(train_step, in_shardings=(shardings, batch_sharding),
+    return jax.jit(train_step, in_shardings=(shardings,) + (batch_sharding,) * source.n_inputs,
                    out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=0)

@@ -1,4 +1,5 @@
-"""The training losses, one per task.loss, over the positions the curriculum keeps.
+"""The losses, one per task.loss, over the positions the curriculum keeps, and classification
+correctness: training minimises them, evaluation scores with them (so neither imports the other).
 
 Model outputs: out_BxK for "squared" (the prediction) and "logistic" (the logit of y = +1,
 labels ±1); logits_BxKxC for "cross_entropy" (labels are class indices 0..C-1).
@@ -29,7 +30,7 @@ def masked_loss(kind: str, out, y_BxK: jax.Array, mask_K: jax.Array) -> jax.Arra
 
 def correct(kind: str, out, y_BxK: jax.Array) -> jax.Array:
     """1.0 where a classification output is right, per example (B×K). A logit of exactly 0
-    is no answer and counts as wrong (DESIGN.md §5)."""
+    is no answer and counts as wrong (docs/function_classes.md)."""
     if kind == "logistic":
         return (jnp.sign(out) == y_BxK).astype(jnp.float32)
     if kind == "cross_entropy":
