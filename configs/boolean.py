@@ -1,4 +1,4 @@
-"""Boolean function classes (DESIGN.md §5; Bhattamishra et al. 2024): x ∈ {±1}^n, labels ±1,
+"""Boolean function classes (docs/function_classes.md; Bhattamishra et al. 2024): x ∈ {±1}^n, labels ±1,
 logistic loss on every position. The class is the config argument (default conjunction):
 conjunction, teach_conjunction, disjunction, sparse_disjunction, cnf, dnf, majority,
 threshold, int_halfspace, parity, sparse_parity, nearest_neighbour.

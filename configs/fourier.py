@@ -6,7 +6,7 @@ N ~ U{1..N_max} per prompt, and the posterior becomes the Bayesian model average
 Laptop default (2 CPU cores, a few minutes): N=3, L=5, 15 points, tiny model:
   python -m icl_jax.train --config=configs/fourier.py --workdir=runs/fourier
   python -m icl_jax.evaluate --workdir=runs/fourier
-  python -m icl_jax.spectrum --workdir=runs/fourier      # power per frequency vs prompt length
+  python -m icl_jax.analyze --what=spectrum --workdir=runs/fourier  # power per frequency vs prompt length
   expected: the model well below 3-NN, the label mean and zero from k ≈ 3 on, above the
   posterior (= least squares on the 7 features, 0 from k = 7). Measured (10k steps, 1280
   prompts), k = 5 / 10 / 14: model 0.47 / 0.31 / 0.19, posterior 0.24 / 0 / 0, 3-NN 0.88 /
@@ -14,7 +14,7 @@ Laptop default (2 CPU cores, a few minutes): N=3, L=5, 15 points, tiny model:
 Reference (Ahuja et al. 2023, "In-context learning through the Bayesian prism": L=5, N=10,
 41 points, standard model, frequency curriculum 1→10 by one every 2000 steps, 11→41 points):
   python -m icl_jax.train --config=configs/fourier.py:standard --workdir=runs/fourier_standard
-  expected (DESIGN.md §7): after 2N+1 = 21 points the model's error matches least squares on
+  expected (docs/reference_results.md): after 2N+1 = 21 points the model's error matches least squares on
   the features; with fourier_mixture it tracks the model average and shows a low-frequency
   bias at short prompts.
 """

@@ -7,7 +7,7 @@ Laptop default (d=5, 11 points, tiny model):
   drops faster than least squares once a few examples tell the component.
 Reference sizes (d=10, 21 points, standard model, curriculum from 5 dims, 500k steps):
   python -m icl_jax.train --config=configs/gaussian_mixture.py:standard --workdir=runs/mixture_standard
-  expected (DESIGN.md §7): tracks the mixture posterior up to k = d.
+  expected (docs/reference_results.md): tracks the mixture posterior up to k = d.
 """
 
 from icl_jax import config as config_lib

@@ -1,4 +1,4 @@
-"""Image in-context tasks: the general-purpose in-context learning setting (DESIGN.md §3).
+"""Image in-context tasks: the general-purpose in-context learning setting (docs/function_classes.md).
 
     python -m icl_jax.train --config=configs/images.py --workdir=runs/images
     python -m icl_jax.evaluate --workdir=runs/images

@@ -9,7 +9,7 @@ Laptop default (2 CPU cores, ~3 minutes), d=5, 11 points, tiny model:
 Reference run (d=20, 41 points, 12 layers / 8 heads / width 256 = 9.53M parameters,
 batch 64, Adam 1e-4, curriculum 5→20 dims and 11→41 points, 500k steps):
   python -m icl_jax.train --config=configs/linear.py:standard --workdir=runs/linear_standard
-  expected (DESIGN.md §7): tracks least squares, (d-k)/d for k < d; ≈0.02 at k = d and
+  expected (docs/reference_results.md): tracks least squares, (d-k)/d for k < d; ≈0.02 at k = d and
   ≈0.0005 at k = 2d.
 Other model sizes: append ',tiny' or ',small' (e.g. configs/linear.py:standard,small).
 """

@@ -7,7 +7,7 @@ Laptop default (d=5, 11 points, tiny model):
   2^d hypotheses).
 Reference (d=20, 41 points, standard model, curriculum, 500k steps):
   python -m icl_jax.train --config=configs/sign_vector.py:standard --workdir=runs/sign_vector_standard
-  expected (DESIGN.md §7): ≈0.30 at k = 10, below L∞ minimisation (0.32).
+  expected (docs/reference_results.md): ≈0.30 at k = 10, below L∞ minimisation (0.32).
 """
 
 from icl_jax import config as config_lib

@@ -8,7 +8,7 @@ Laptop default (d=5, 11 points, M = 64, tiny model):
   memorises the pool); sweep the pool size with --config.task.pool_size=M.
 Reference sizes (d=8, 16 points, M = 2^10, standard model, no curriculum, 500k steps):
   python -m icl_jax.train --config=configs/task_pool.py:standard --workdir=runs/pool_1024
-  expected (DESIGN.md §7): past roughly 2^14 tasks the model follows ridge, not the pool's
+  expected (docs/reference_results.md): past roughly 2^14 tasks the model follows ridge, not the pool's
   discrete posterior.
 """
 

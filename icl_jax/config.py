@@ -12,6 +12,10 @@ import ml_collections
 
 from icl_jax.errors import UserError
 
+# How a transformer block's operations may run (icl_jax/models/ops.py picks among them).
+ATTENTION_IMPLS = ("auto", "cpu_kernel", "einsum", "xla", "cudnn")
+DENSE_IMPLS = ("auto", "cpu_kernel", "xla")
+
 # (n_layer, n_head, n_embd): the field's GPT-2 sizes.
 MODEL_PRESETS = {
     "tiny": (3, 2, 64),
@@ -24,44 +28,21 @@ def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # root of every training key: params, data (see icl_jax/rng.py)
 
+    from icl_jax import tasks  # the families declare their own keys
+
     c.task = ml_collections.ConfigDict()
-    c.task.name = "linear"  # see icl_jax/tasks/__init__.py for the registry
+    c.task.name = "linear"  # a function class: tasks.TASK_NAMES (icl_jax/tasks/__init__.py)
     c.task.n_dims = 20
     c.task.n_points = 41  # in-context examples per prompt, query included
-    c.task.noise_std = 0.0  # label noise σ, any linear-family class
-    c.task.sparsity = 3  # sparse_linear: nonzeros in w
-    c.task.pool_size = 1024  # task_pool: M
-    c.task.pool_seed = 1  # task_pool: the pool is a function of this seed alone
-    c.task.mixture_components = 2  # gaussian_mixture: C components, equal weights
-    c.task.mixture_scale = 3.0  # gaussian_mixture: component c centred at ±scale·e_{c//2}
-    # Inputs of the linear family (tasks/linear.py): "gaussian" x ~ N(0, I) or "uniform"
-    # x ~ U(−½, ½)^d, the setting of the gradient-descent construction (configs/linear_attention.py).
-    c.task.x_distribution = "gaussian"
-    # Boolean classes (tasks/boolean.py): x ∈ {±1}^n_dims, labels ±1, logistic loss.
-    c.task.literal_prob = 0.3  # conjunction-like, threshold: P(variable is a literal); majority: P(in subset)
-    c.task.minority_prob = 0.3  # conjunction-like: P(an example is rewritten into the minority class)
-    c.task.clause_literal_prob = 0.2  # cnf/dnf: literal probability per clause (term) and variable
-    c.task.clauses = 3  # cnf/dnf: clauses (terms)
-    c.task.sparse_disjunction_size = 4  # sparse_disjunction: positive literals
-    c.task.parity_size = 2  # sparse_parity: k relevant bits among n_dims
-    c.task.integer_bound = 3  # int_halfspace: weights in [-b, b]; threshold: offset in {-b..b-1} + 1/2
-    c.task.nn_labelled_points = 10  # nearest_neighbour: leading points with coin-flip labels
-    # Fourier series and nonlinear regression (tasks/fourier.py, tasks/nonlinear.py). For
-    # fourier*, n_dims must be 1 and the dims curriculum grows the active frequencies.
-    c.task.fourier_max_frequency = 10  # fourier: N; fourier_mixture: N_max (N ~ U{1..N_max})
-    c.task.fourier_half_period = 5.0  # fourier*: L, x ~ U[-L, L], one period 2L
-    c.task.relu_hidden = 100  # relu_net: hidden units h of the target network
-    c.task.tree_depth = 4  # decision_tree: depth of the full binary tree
-    # Image tasks (tasks/images.py): examples of a real data set, a random projection to
-    # n_dims and a label permutation per prompt; cross-entropy over num_classes.
-    c.task.dataset = "digits"  # a tfds name (mnist, fashion_mnist, kmnist, cifar10, svhn_cropped) or digits (scikit-learn, offline)
-    c.task.data_dir = ""  # tfds data_dir of prepared data sets; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-    c.task.image_size = 8  # images are resized to image_size × image_size before flattening
-    c.task.num_classes = 10  # label classes (one-hot label channels of the model)
-    c.task.num_tasks = 0  # distinct (projection, permutation) tasks, keyed by task.pool_seed; 0 = a fresh one per prompt
-    c.task.eval_datasets = ""  # comma-separated data sets not seen in training, scored by evaluate on their test split
-    c.task.prefetch = 4  # training batches gathered ahead of the device
-    c.task.data_in_memory = False  # tfds sets: decode each split into memory once (the listed sets: 47-225 MB)
+    # Every family's own keys (the CONFIG_KEYS of icl_jax/tasks/<family>.py, listed in
+    # docs/configuration.md); setting a key of another family than task.name's is an error.
+    for key, default in tasks.config_keys().items():
+        c.task[key] = default
+
+    c.data = ml_collections.ConfigDict()  # the input pipeline of host-fed tasks (images)
+    c.data.data_dir = ""  # tfds data_dir of prepared data sets; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    c.data.prefetch = 4  # training batches gathered ahead of the device
+    c.data.in_memory = False  # tfds sets: decode each split into memory once (the listed sets: 47-225 MB)
 
     c.model = ml_collections.ConfigDict()
     c.model.kind = "transformer"  # or linear_attention (models/linear_attention.py: n_layer, n_head; no MLP)
@@ -124,9 +105,17 @@ def _flatten(cfg, prefix=""):
             yield path, value
 
 
+# Keys that moved, old path -> new path: old run directories are read with them moved
+# (files.with_schema_defaults), and a command line naming the old path is told the new one.
+MOVED_KEYS = {"task.prefetch": "data.prefetch", "task.data_in_memory": "data.in_memory",
+              "task.data_dir": "data.data_dir"}
+
+
 def check_key(path: str, schema: dict | None = None) -> None:
     """Raises UserError unless `path` (like 'task.n_dims') is a key of the schema."""
     schema = dict(_flatten(default_config())) if schema is None else schema
+    if path in MOVED_KEYS:
+        raise UserError(f"config key {path!r} is now {MOVED_KEYS[path]!r}")
     if path not in schema:
         close = difflib.get_close_matches(path, list(schema), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -169,7 +158,7 @@ def validate(config: ml_collections.ConfigDict, curriculum_set: bool = False) ->
               "model.n_embd", "model.n_positions", "train.steps", "train.batch_size",
               "train.learning_rate", "train.log_every", "train.checkpoint_every",
               "train.keep_last", "train.keep_every", "eval.num_prompts", "eval.batch_size",
-              "eval.bootstrap_samples")
+              "eval.bootstrap_samples", "data.prefetch")
     tasks.check_task_config(t)
     if t.n_points > m.n_positions:
         raise UserError(
@@ -184,11 +173,9 @@ def validate(config: ml_collections.ConfigDict, curriculum_set: bool = False) ->
         raise UserError(f"train.loss_positions must be 'all' or 'last', got {tr.loss_positions!r}")
     if m.compute_dtype not in ("float32", "bfloat16"):
         raise UserError(f"model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
-    if m.attention_impl not in ("auto", "cpu_kernel", "einsum", "xla", "cudnn"):
-        raise UserError("model.attention_impl must be 'auto', 'cpu_kernel', 'einsum', 'xla' or 'cudnn', "
-                        f"got {m.attention_impl!r}")
-    if m.dense_impl not in ("auto", "cpu_kernel", "xla"):
-        raise UserError(f"model.dense_impl must be 'auto', 'cpu_kernel' or 'xla', got {m.dense_impl!r}")
+    for key, known in (("attention_impl", ATTENTION_IMPLS), ("dense_impl", DENSE_IMPLS)):
+        if m[key] not in known:
+            raise UserError(f"model.{key} must be one of {', '.join(known)}, got {m[key]!r}")
     if m.n_embd % m.n_head:
         raise UserError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
     if tr.schedule not in ("constant", "cosine"):

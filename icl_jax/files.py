@@ -19,7 +19,7 @@ from icl_jax.errors import UserError
 # Keys that may change between a run and its resumption: they do not change the trained math
 # (train.steps only while the learning-rate schedule does not depend on it).
 RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every", "train.keep_last",
-                     "train.keep_every", "train.batch_splits", "eval.", "parallel.")
+                     "train.keep_every", "train.batch_splits", "eval.", "parallel.", "data.")
 
 
 def write_atomic(path: str | pathlib.Path, data: str | bytes) -> None:
@@ -107,4 +107,13 @@ def with_schema_defaults(saved: dict) -> dict:
                 base[key] = value
         return base
 
-    return merge(config_lib.default_config().to_dict(), saved)
+    return merge(config_lib.default_config().to_dict(), _moved_keys_in_place(saved, config_lib.MOVED_KEYS))
+
+
+def _moved_keys_in_place(saved: dict, moved: dict[str, str]) -> dict:
+    """`saved` with every key at an old path (config.MOVED_KEYS) put at its new one."""
+    for old, new in moved.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        if old_key in saved.get(old_section, {}):
+            saved.setdefault(new_section, {})[new_key] = saved[old_section].pop(old_key)
+    return saved

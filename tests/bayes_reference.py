@@ -3,7 +3,7 @@
 Deliberately a different route from the library: the library works in feature space (Gram-
 Schmidt and Givens rotations, one row at a time); these work with the k x k kernel of every
 prefix (eigendecompositions, explicit multivariate normal densities), prompt-batched.
-Definitions (DESIGN.md §4): posterior weight of component c given the first k examples is
+Definitions (docs/baselines.md): posterior weight of component c given the first k examples is
 proportional to α_c N(y_<k; X μ_c, X Σ_c Xᵀ + σ² I). For σ = 0 it is the limit σ → 0: a
 component whose kernel has rank r explains k - r examples exactly; among the components whose
 degenerate examples all fit (residual over its predictive scale within tol·max|y|), those with

@@ -1,5 +1,5 @@
 """The exact Bayes baselines against the independent float64 references of bayes_reference.py,
-and the numerical traps of DESIGN.md §4."""
+and the numerical traps of docs/baselines.md."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import math
 import numpy as np
 import pytest
 
+from icl_jax import tasks
 from icl_jax.baselines import bayes, enumeration, least_squares, mixture
 from icl_jax.baselines.gaussian_posterior import gaussian_posterior
 from tests import bayes_reference as ref
+from icl_jax.tasks import linear as linear_tasks
+from icl_jax.tasks import priors
 from tests.conftest import small_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -106,7 +109,7 @@ def _case(name, rng):
     if name.startswith("sparse"):
         D, s = int(name.split("_d")[1].split("_")[0]), int(name[-1])
         comps = ref.sparse_components(D, s)
-        sup = bayes.supports(D, s)
+        sup = priors.supports(D, s)
         family = mixture.GaussianComponents(np.full(len(sup), -math.log(len(sup))), np.zeros((len(sup), D)),
                                             features_CxR=sup)
         return D, 2 * D + 1, 64, comps, [family], lambda B: _sample_sparse(rng, B, D, s)
@@ -223,7 +226,7 @@ def test_sign_vectors_match_brute_force(D, sigma):
 
 
 def test_one_example_identifies_a_sign_vector_unless_two_tie_exactly():
-    """DESIGN.md §4: with continuous inputs one example identifies w among the 2^20. Float32
+    """docs/baselines.md: with continuous inputs one example identifies w among the 2^20. Float32
     inputs are not continuous: in ~0.2% of prompts two sign vectors give bit-identical x_0·w
     (checked here with exact rational arithmetic), and there, and only there, the exact
     posterior at k = 1 is split."""
@@ -256,7 +259,7 @@ def test_noiseless_sparse_bayes_error_is_zero_from_k_s_plus_1():
     """d = 20, s = 3, all 1140 supports: exactly 0 from k = s + 1 on (a jittered solver leaves
     an error there), and clearly not before."""
     rng = np.random.default_rng(5)
-    t = small_config(name="sparse_linear", n_dims=20, n_points=12, sparsity=3).task
+    t = tasks.get_task(small_config(name="sparse_linear", n_dims=20, n_points=12, sparsity=3).task)
     w = _sample_sparse(rng, 256, 20, 3)
     x, y = _prompts(rng, 256, 12, 20, w, 0.0)
     post = bayes.posterior(t, x, y, w_true_BxD=w)
@@ -277,7 +280,7 @@ def test_noiseless_posterior_is_least_squares_once_identified(name):
     Both solvers (least_squares, the mixture solver) agree."""
     rng = np.random.default_rng(6)
     D = 8
-    t = small_config(name=name, n_dims=D, n_points=2 * D + 1).task
+    t = tasks.get_task(small_config(name=name, n_dims=D, n_points=2 * D + 1).task)
     w = rng.standard_normal((256, D)) + (3.0 * np.eye(D)[0] * rng.choice([-1, 1], (256, 1)) if name != "linear" else 0)
     x, y = _prompts(rng, 256, 2 * D + 1, D, w, 0.0)
     post = bayes.posterior(t, x, y, with_weights=True)
@@ -309,26 +312,27 @@ def test_mixture_weights_sum_to_one_and_concentrate():
             assert np.all(np.diff(true) > -0.01) and true[-1] > plateau, true
             if sigma == 0.0:  # k >= d: w is determined, the weights are exactly p(c | w)
                 np.testing.assert_allclose(beta[:, D:], np.broadcast_to(resp[:, None], (512, 11 - D, 4)), atol=1e-9)
-    t = small_config(name="task_pool", n_dims=D, n_points=11, pool_size=64, noise_std=0.5).task
-    pool = bayes.linear_tasks.pool_weights(64, t.pool_seed, D).astype(np.float64)
+    c = small_config(name="task_pool", n_dims=D, n_points=11, pool_size=64, noise_std=0.5).task
+    t = tasks.get_task(c)
+    pool = linear_tasks.pool_weights(64, c.pool_seed, D).astype(np.float64)
     index = rng.integers(64, size=512)
     x, y = _prompts(rng, 512, 11, D, pool[index], 0.5)
     post = bayes.posterior(t, x, y, w_true_BxD=pool[index])
-    np.testing.assert_array_equal(bayes.true_component(t, pool[index]), index)
+    np.testing.assert_array_equal(t.prior.component_of(pool[index]), index)
     assert post.true_weight_BxK[:, 0].mean() == pytest.approx(1 / 64)
     assert post.true_weight_BxK[:, -1].mean() > 0.9
 
 
 def test_support_index_inverts_supports():
-    sup = bayes.supports(9, 3)
+    sup = priors.supports(9, 3)
     w = np.zeros((len(sup), 9))
     np.put_along_axis(w, sup, 1.0, axis=1)
-    np.testing.assert_array_equal(bayes.support_index(w, 9, 3), np.arange(len(sup)))
-    assert bayes.support_index(np.ones((1, 9)), 9, 3)[0] == -1
+    np.testing.assert_array_equal(priors.support_index(w, 9, 3), np.arange(len(sup)))
+    assert priors.support_index(np.ones((1, 9)), 9, 3)[0] == -1
 
 
 def test_proxy_where_no_exact_posterior():
-    t = small_config(name="sparse_linear", n_dims=40, n_points=5, sparsity=8).task
+    t = tasks.get_task(small_config(name="sparse_linear", n_dims=40, n_points=5, sparsity=8).task)
     assert not bayes.has_exact_posterior(t)
     rng = np.random.default_rng(8)
     x, y = _prompts(rng, 8, 5, 40, _sample_sparse(rng, 8, 40, 8), 0.0)

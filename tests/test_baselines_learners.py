@@ -57,7 +57,7 @@ def test_one_step_with_unit_step_is_averaging():
 
 
 def test_step_size_tuned_per_k_does_not_diverge_where_one_tuned_at_the_last_k_does():
-    """DESIGN.md §4: the curvature of the k-example loss is ~d/k for k << d. One step size tuned
+    """docs/baselines.md: the curvature of the k-example loss is ~d/k for k << d. One step size tuned
     at the last k exceeds 2/curvature at small k, and 20 steps of it blow up there."""
     rng = np.random.default_rng(1)
     D, K, steps = 20, 41, 20
@@ -128,12 +128,13 @@ def _linear_task(**task):
 def _gd_curves(task_config, tuning_seeds, num_prompts=4000, eval_seed=99):
     """gd_1 and gd_10 of evaluate (all_baselines) per tuning seed: normalized error curves with
     bootstrap intervals on the same prior prompts, and the zero predictor's and least squares'."""
-    x, y = predictors.tuning_prompts(task_config, eval_seed, num_prompts)  # a stream no tuning uses
-    normalizer = tasks.get_task(task_config).normalizer
+    task = tasks.get_task(task_config)
+    x, y = predictors.tuning_prompts(task, eval_seed, num_prompts)  # a stream no tuning uses
+    normalizer = task.normalizer
     counts = statistics.resample_counts(num_prompts, 300, 0)
     out = {}
     for seed in tuning_seeds:
-        learners = predictors.all_baselines(task_config, seed)
+        learners = predictors.all_baselines(task, seed)
         for name in ("gd_1", "gd_10"):
             e = statistics.squared_errors(learners[name].predict(x, y), y) / normalizer
             assert np.isfinite(e).all(), (name, seed)
@@ -178,7 +179,7 @@ def test_evaluate_gd_cannot_diverge_on_prompts_far_steeper_than_the_tuning_promp
     x[np.arange(B), rng.integers(0, 4, B)] *= 4.0
     w = rng.standard_normal((B, D))
     y = np.einsum("bkd,bd->bk", x.astype(np.float64), w).astype(np.float32)
-    learners = predictors.all_baselines(task_config, 1_000_003)
+    learners = predictors.all_baselines(tasks.get_task(task_config), 1_000_003)
     bound = 3.0 * np.linalg.norm(x, axis=-1) * np.linalg.norm(w, axis=-1)[:, None]  # |x_k|·(|w| + 2|w|)
     for name in ("gd_1", "gd_10"):
         assert np.all(np.abs(learners[name].predict(x, y) - y) <= bound + 1e-4), name
@@ -203,8 +204,8 @@ def test_gd_step_sizes_on_uniform_inputs():
     step at the last k is ≈ 12× the Gaussian one; the per-prompt normalized step needs no scale
     at all (scaling x by c leaves w unchanged), and evaluate's gd_t behave as on Gaussian x."""
     gaussian, uniform = _linear_task(), _linear_task(x_distribution="uniform")
-    x_g, y_g = predictors.tuning_prompts(gaussian, 5, 1024)
-    x_u, y_u = predictors.tuning_prompts(uniform, 5, 1024)
+    x_g, y_g = predictors.tuning_prompts(tasks.get_task(gaussian), 5, 1024)
+    x_u, y_u = predictors.tuning_prompts(tasks.get_task(uniform), 5, 1024)
     ratio = tune_step_sizes(x_u, y_u, 10)[-1] / tune_step_sizes(x_g, y_g, 10)[-1]
     assert 12 / 1.5 < ratio < 12 * 1.5
     eta = tune_step_sizes(x_u, y_u, 10, normalized=True)

@@ -26,6 +26,7 @@ CLASSES = {
     "sign_vector": dict(name="sign_vector"),
     "task_pool": dict(name="task_pool", pool_size=16, noise_std=0.5),
     "gaussian_mixture": dict(name="gaussian_mixture"),
+    "anisotropic_noisy": dict(name="anisotropic_linear", weight_spectrum_decay=2.0, noise_std=0.3),
 }
 
 
@@ -37,11 +38,11 @@ def test_exact_posterior_is_never_beaten(case):
     n = 2000
     p = jax.jit(lambda key: task.sample(key, n))(rng.derive(11, rng.EVAL_DATA))
     x, y32, w = (np.asarray(a) for a in p)
-    y = prompts.exact_labels(t, x, y32, w)
-    post = bayes.posterior(t, x, y)
+    y = prompts.exact_labels(task, x, y32, w)
+    post = bayes.posterior(task, x, y)
     assert post.name == "bayes"
-    others = {name: b.predict(x, y) for name, b in predictors.all_baselines(t, tuning_seed=5).items()}
-    mean, cov = bayes.prior_moments(t)
+    others = {name: b.predict(x, y) for name, b in predictors.all_baselines(task, tuning_seed=5).items()}
+    mean, cov = task.prior.moments()
     others["lmmse"] = np.asarray(gaussian_posterior(x, y, mean, cov, t.noise_std))
     counts = statistics.resample_counts(n, 400, seed=1)
     e_bayes = statistics.squared_errors(post.yhat_BxK, y)

@@ -1,6 +1,7 @@
-"""Boolean baselines against brute force written here with loops: the exact posterior by
-enumeration (inputs' likelihood included), GF(2) elimination on known systems and against
-enumeration, the elimination algorithm, the nearest-neighbour rule; the reference figures."""
+"""Boolean baselines against brute force written here with loops: each class's hypothesis
+set, the exact posterior by enumeration (inputs' likelihood included), GF(2) elimination on
+known systems and against enumeration, the elimination algorithm, the nearest-neighbour
+rule; the learners each class names; the reference figures."""
 
 import itertools
 
@@ -8,6 +9,9 @@ import numpy as np
 import pytest
 
 from icl_jax.baselines import boolean_bayes, boolean_enumeration, boolean_gf2, boolean_learners
+from icl_jax.evaluation import boolean_scoring
+from icl_jax.tasks import boolean
+from icl_jax.tasks.boolean_classes import ClassLearner, ExactPosterior
 from tests.test_boolean_tasks import make_task, np_label, sample
 
 pytestmark = pytest.mark.timeout(240)
@@ -86,6 +90,21 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,size", CASES, ids=[c[0] for c in CASES])
+def test_each_class_lists_its_prior(name, size):
+    """The hypothesis set a class hands to enumeration is its prior: the same functions with
+    the same probabilities as the brute-force list, as many as it says."""
+    task = make_task(name, n_points=7, **size)
+    listed = task.hypotheses()
+    assert len(listed.params_HxP) == task.hypothesis_count()
+    got = dict(zip(map(tuple, listed.params_HxP), np.exp(listed.log_prior_H)))
+    brute = brute_hypotheses(name, task)
+    total = sum(p for _, p in brute)
+    expected = {tuple(w): p / total for w, p in brute if p > 0}
+    assert {w for w, p in got.items() if p > 0} == set(expected)
+    np.testing.assert_allclose([got[w] for w in expected], list(expected.values()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,size", CASES, ids=[c[0] for c in CASES])
 def test_exact_posterior_matches_brute_force(name, size):
     task = make_task(name, n_points=7, **size)
     x, y, _ = sample(task, 6, seed=11)
@@ -110,6 +129,41 @@ def test_enumeration_in_many_chunks_matches_brute_force(name, size, chunk):
     assert hypotheses > 3 * chunk and hypotheses % chunk  # several chunks, the last one padded
     np.testing.assert_allclose(boolean_enumeration.posterior_plus(task, x, y, chunk=chunk),
                                brute_posterior(name, task, x, y), atol=2e-5)
+
+def test_every_kind_of_posterior_and_learner_has_its_code_and_teach_conjunction_says_why_not():
+    assert set(boolean_bayes.SOLVERS) == set(ExactPosterior)
+    assert set(boolean_learners.FOR_CLASS) == set(ClassLearner)
+    task = make_task("teach_conjunction", n_dims=3)
+    got = boolean_bayes.posterior(task, *sample(task, 2)[:2])
+    assert got.p_plus_BxK is None and "teaching set" in got.method
+    task = make_task("conjunction")  # 3^28 hypotheses
+    assert boolean_bayes.posterior(task, *sample(task, 2)[:2]) == (None, f"{3**28} hypotheses exceed the "
+                                                                         f"enumeration limit 200000")
+
+
+# What a learner made for a class never gets wrong on that class's prompts, and how often it
+# must commit to it: elimination keeps the most specific consistent conjunction, which implies
+# the target, so its +1 is right (disjunctions: its -1); GF(2) elimination's decided labels
+# are determined by the examples.
+NEVER_WRONG = {ClassLearner.CONJUNCTION_ELIMINATION: lambda yhat: yhat > 0,
+               ClassLearner.DISJUNCTION_ELIMINATION: lambda yhat: yhat < 0,
+               ClassLearner.GF2_ELIMINATION: lambda yhat: yhat != 0}
+CLASS_LEARNERS = {"conjunction": {"elimination"}, "teach_conjunction": {"elimination"}, "disjunction": {"elimination"},
+                  "sparse_disjunction": {"elimination"}, "sparse_parity": {"gf2_elimination"}}
+
+
+@pytest.mark.parametrize("name", boolean.NAMES)
+def test_the_learners_a_class_names_are_consistent_with_it(name):
+    task = make_task(name, n_dims=6, n_points=20, nn_labelled_points=4, sparse_disjunction_size=2, parity_size=2)
+    scored = set(boolean_scoring.learners(task, seed=0)) - {"nn_1", "nn_3", "averaging", "majority", "mlp_gd"}
+    assert scored == CLASS_LEARNERS.get(name, set())
+    x, y, _ = sample(task, 200, seed=9)
+    for learner in task.class_learners:
+        yhat = np.asarray(boolean_learners.FOR_CLASS[learner][1](x, y))
+        committed = NEVER_WRONG[learner](yhat)
+        assert committed[:, 10:].mean() > 0.2, learner
+        np.testing.assert_array_equal(np.sign(yhat[committed]), y[committed], err_msg=str(learner))
+
 
 def test_gf2_on_a_known_system():
     # bits e1, e2, e1+e2, e3 of n = 3 (bit 1 <-> x = -1); parity over S = {0, 2}

@@ -131,3 +131,70 @@ def test_bad_train_inputs_are_one_line_errors(case, tmp_path):
                        capture_output=True, text=True, timeout=50)
     assert r.returncode == 1 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr[-3000:]
     assert a_file.read_text() == "not a run\n" and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name, key, value, owner", [
+    ("linear", "parity_size", 5, "boolean"),
+    ("parity", "noise_std", 0.1, "linear and fourier and nonlinear"),
+    ("fourier", "sparsity", 2, "linear"),
+    ("images", "relu_hidden", 7, "nonlinear"),
+])
+def test_a_key_of_another_family_is_refused_naming_its_family(name, key, value, owner):
+    c = small_config()
+    c.task.name = name
+    if name == "fourier":
+        c.task.n_dims = 1
+    c.task[key] = value
+    with pytest.raises(UserError, match=rf"task.{key}={value!r} belongs to the {owner} family, "
+                                        rf"but task.name='{name}'"):
+        config_lib.validate(c)
+
+
+def test_every_family_reads_its_own_keys_and_the_schema_is_their_union():
+    from icl_jax import tasks
+    from icl_jax.tasks import boolean, fourier, images, linear, nonlinear
+
+    families = (linear, fourier, nonlinear, boolean, images)
+    schema = set(config_lib.default_config().task.keys())
+    assert schema == set(tasks.SHARED_KEYS).union(*(f.CONFIG_KEYS for f in families))
+    for family in families:  # a key of the run's own family may be set freely
+        c = small_config()
+        c.task.name = family.NAMES[0]
+        c.task.n_dims = 1 if family is fourier else c.task.n_dims
+        for key, default in family.CONFIG_KEYS.items():
+            c.task[key] = default
+        config_lib.validate(c)
+
+
+def test_pipeline_keys_live_in_data_and_their_old_paths_say_where():
+    c = config_lib.default_config()
+    assert (c.data.prefetch, c.data.in_memory, c.data.data_dir) == (4, False, "")
+    for old, new in config_lib.MOVED_KEYS.items():
+        with pytest.raises(UserError, match=f"'{old}' is now '{new}'"):
+            config_lib.check_key(old)
+    c.data.prefetch = 0
+    with pytest.raises(UserError, match="data.prefetch"):
+        config_lib.validate(c)
+
+
+def test_a_run_saved_with_pipeline_keys_in_task_loads_and_resumes_with_them_in_data(tmp_path):
+    import json
+
+    from icl_jax import files
+
+    saved = config_lib.default_config().to_dict()
+    del saved["data"]
+    saved["task"].update(prefetch=7, data_in_memory=True, data_dir="/datasets")
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = config_lib.validate(files.load_run_config(tmp_path))
+    assert (loaded.data.prefetch, loaded.data.in_memory, loaded.data.data_dir) == (7, True, "/datasets")
+    assert "prefetch" not in loaded.task
+    loaded.data.prefetch = 2  # the pipeline does not change what a run trains: it may resume
+    files.record_run_config(tmp_path, loaded)
+
+
+def test_every_config_key_is_documented():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [path for path, _ in config_lib._flatten(config_lib.default_config())
+               if f"`{path}`" not in text and f"`{path.split('.')[-1]}`" not in text]
+    assert not missing, f"docs/configuration.md does not document {missing}"

@@ -1,5 +1,5 @@
 """Every task class trains and evaluates end to end (a few steps each, the tiny test model),
-`python -m icl_jax.spectrum` on a Fourier run, and every config file builds its task and model.
+`python -m icl_jax.analyze --what=spectrum` on a Fourier run, and every config file builds its task and model.
 
 The linear, sparse and mixture classes, conjunction and images have end-to-end tests of their
 own (test_evaluate.py, test_boolean_evaluate.py, test_images_training.py); these are the rest.
@@ -33,6 +33,7 @@ CLASSES = {
     "decision_tree": (dict(tree_depth=2), {"neural_net", "least_squares", "nearest_neighbors", "zero"}),
     "sign_vector": ({}, {"bayes", "least_squares", "ridge", "zero"}),
     "task_pool": (dict(pool_size=8, noise_std=0.5), {"bayes", "least_squares", "ridge", "zero"}),
+    "anisotropic_linear": (dict(weight_spectrum_decay=2.0), {"bayes", "least_squares", "ridge", "gd_1", "zero"}),
     "parity": (dict(n_dims=4), {"bayes", "nn_1", "averaging", "majority"}),
     "sparse_parity": (dict(n_dims=4, parity_size=2), {"bayes", "nn_1", "averaging", "majority"}),
 }
@@ -80,9 +81,9 @@ def test_a_few_steps_then_evaluate(name, tmp_path, request):
 
 
 @pytest.mark.slow
-def test_spectrum_command_on_a_fourier_run(fourier_run, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "icl_jax.spectrum", f"--workdir={fourier_run}", "--num_prompts=4",
-                        "--grid=8"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+def test_spectrum_command_on_a_fourier_run(fourier_run):
+    r = subprocess.run([sys.executable, "-m", "icl_jax.analyze", "--what=spectrum", f"--workdir={fourier_run}",
+                        "--num_prompts=4", "--grid=8"], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "mean frequency" in r.stdout and "true functions" in r.stdout
     result = json.loads((fourier_run / "eval" / "spectrum_step_6.json").read_text())
@@ -91,10 +92,9 @@ def test_spectrum_command_on_a_fourier_run(fourier_run, tmp_path):
     for name, power in result["normalized_power"].items():  # per k, a distribution over frequencies
         np.testing.assert_allclose(np.sum(power, axis=1), 1.0, atol=1e-5, err_msg=name)
     np.testing.assert_allclose(np.sum(result["true_functions"]), 1.0, atol=1e-5)
-    # a linear run is refused in one line
-    (tmp_path / "config.json").write_text(json.dumps(small_config().to_dict()))
-    r = run_cli_in_process("icl_jax.spectrum", f"--workdir={tmp_path}")
-    assert r.returncode == 1 and "error: the spectrum is defined for Fourier-series runs" in r.stderr
+    # a grid that cannot resolve N_max is refused in one line (a linear run: tests/test_analysis.py)
+    r = run_cli_in_process("icl_jax.analyze", "--what=spectrum", f"--workdir={fourier_run}", "--grid=4")
+    assert r.returncode == 1 and "error: --grid must exceed 2·N_max = 4" in r.stderr
 
 
 @pytest.mark.parametrize("path", sorted(p.stem for p in (ROOT / "configs").glob("*.py")))

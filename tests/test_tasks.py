@@ -16,6 +16,7 @@ ALL = {
     "sign_vector": {"name": "sign_vector"},
     "task_pool": {"name": "task_pool", "pool_size": 16, "noise_std": 0.5},
     "gaussian_mixture": {"name": "gaussian_mixture", "mixture_scale": 3.0},
+    "anisotropic_linear": {"name": "anisotropic_linear", "weight_spectrum_decay": 1.5, "noise_std": 0.5},
 }
 
 
@@ -52,6 +53,23 @@ def test_normalizers_are_the_closed_forms():
     assert _task("gaussian_mixture").normalizer == 8 + 9
     pool = linear.pool_weights(16, 1, 8)
     assert _task("task_pool").normalizer == pytest.approx(np.mean(np.sum(pool.astype(np.float64) ** 2, 1)) + 0.25)
+    assert _task("anisotropic_linear").normalizer == pytest.approx(8.25)  # trace Σ = d
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_sampled_weights_have_the_moments_the_prior_description_states(name):
+    """The float64 description (tasks/priors.py) that the exact posterior and the lmmse proxy
+    read, against what the jitted sampler draws: mean and covariance of w within 5 standard errors."""
+    task = _task(name, n_dims=5)
+    mean_D, cov_DxD = task.prior.moments()
+    n = 100_000
+    w = np.asarray(jax.jit(lambda key: task.sample(key, n).w_BxD)(jax.random.key(8)), np.float64)
+    centred = w - mean_D
+    np.testing.assert_array_less(np.abs(centred.mean(0)), 5 * centred.std(0) / np.sqrt(n) + 1e-9)
+    products = centred[:, :, None] * centred[:, None, :]
+    stderr = products.std(0) / np.sqrt(n)
+    np.testing.assert_array_less(np.abs(products.mean(0) - cov_DxD), 5 * stderr + 1e-9)
+    assert np.mean(np.sum(w**2, 1)) == pytest.approx(task.prior.second_moment, rel=0.03)
 
 
 def test_labels_are_linear_in_the_returned_weights():

@@ -9,11 +9,13 @@ Legend: B prompts, K points, D = n bits.
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-from icl_jax.baselines import simple
+from icl_jax.baselines import boolean_gf2, simple
+from icl_jax.tasks.boolean_classes import ClassLearner
 
 Array = jax.Array
 
@@ -68,3 +70,12 @@ def nearest_neighbors_vote(x_BxKxD: Array, y_BxK: Array, n_neighbors: int) -> Ar
 def averaging(x_BxKxD: Array, y_BxK: Array) -> Array:
     """x_k · (1/k) Σ_{i<k} y_i x_i: the field's averaging estimator as a linear classifier."""
     return simple.averaging(x_BxKxD, y_BxK)
+
+
+# The learners a class names as made for it (task.class_learners), each under the name that
+# evaluation reports it by: (x, y) -> yhat_BxK.
+FOR_CLASS: dict[ClassLearner, tuple[str, Callable[[Array, Array], Array]]] = {
+    ClassLearner.CONJUNCTION_ELIMINATION: ("elimination", conjunction_elimination),
+    ClassLearner.DISJUNCTION_ELIMINATION: ("elimination", disjunction_elimination),
+    ClassLearner.GF2_ELIMINATION: ("gf2_elimination", boolean_gf2.parity_posterior),
+}

@@ -6,7 +6,7 @@ Hypothesis h in [0, 2^d) is w_i = -1 where bit i of h is set. Two exact routes:
   at d = 20.
 * noiseless: the posterior after k >= 1 examples is uniform on the hypotheses consistent
   with them, all of which are consistent with the first example. With continuous x one
-  example already identifies w almost surely (DESIGN.md §4), so we find the hypotheses
+  example already identifies w almost surely (docs/baselines.md), so we find the hypotheses
   consistent with x_0 (a meet-in-the-middle over the two halves of w: 2·2^(d/2) partial sums,
   one comparison per hypothesis), keep up to `max_candidates` of them and follow only those.
   That is exact whenever a prompt has between 1 and max_candidates such hypotheses; other

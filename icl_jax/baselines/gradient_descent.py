@@ -4,7 +4,7 @@ For the k examples before the query, L_k(w) = (1/2k) sum_{j<k} (x_j·w - y_j)^2 
     w <- w - η_k ∇L_k(w) = w - η_k (G_k w - b_k),   G_k = X_kᵀX_k / k,  b_k = X_kᵀy_k / k,
 n_steps times; yhat_k = x_k·w. One step with η = 1 is the averaging estimator.
 
-The step size is per k, and that is not a detail (DESIGN.md §4): the curvature of L_k is
+The step size is per k, and that is not a detail (docs/baselines.md): the curvature of L_k is
 λ_max(G_k) ≈ (1 + sqrt(d/k))^2, about d/k for k << d, so a step size tuned at the last k (where
 G ≈ I) exceeds 2/λ_max at small k and multi-step GD diverges there. `tune_step_sizes` picks
 η_k on prompts drawn from the prior, separately for every k.

@@ -2,7 +2,7 @@
 
 Prior: w ~ sum_c α_c N(μ_c, Σ_c), y = x·w + σε. Given the first k examples, the posterior is
 again a mixture with weights β_c ∝ α_c p_c(y_<k) (the component's evidence) and the Bayes
-prediction is sum_c β_c ŷ_c. One solver serves every class of DESIGN.md §3:
+prediction is sum_c β_c ŷ_c. One solver serves every class of docs/function_classes.md:
   * Gaussian mixture: components N(±scale·e_i, I)                  (GaussianComponents)
   * sparse linear: one component per support S, Σ_S = I on S       (GaussianComponents)
   * finite task pool: Σ_c = 0, the discrete posterior over the pool (PointComponents)

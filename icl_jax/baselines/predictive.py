@@ -14,7 +14,7 @@ Layout: a_KxRxN, t_KxN, lanes last (the long, SIMD-friendly axis), float64 (prec
   γ = prod c_i and τ the target left after the last pivot: predictive variance σ²/γ²,
   a-priori error τ/γ, so log p = -½ log(2πσ²) + log γ - ½ (τ/σ)² (McWhirter's QR-RLS:
   no back substitution, no cancellation).
-σ = 0: the limit σ → 0, which is not "a small σ" (DESIGN.md §4): a row either adds a new
+σ = 0: the limit σ → 0, which is not "a small σ" (docs/baselines.md): a row either adds a new
   direction (innovative: the predictive has finite variance ν², ν = its distance to the span
   of the earlier rows) or lies in their span (degenerate: the predictive is a point mass,
   variance σ² c with c = 1/γ², and the row is consistent or not). The evidence of a

@@ -33,11 +33,11 @@ def prepare_command(name: str, data_dir: str) -> str:
 def _not_prepared(name: str, data_dir: str, looked_in: str, detail: str) -> UserError:
     return UserError(
         f"data set {name!r} is not prepared for random access: looked in {looked_in} "
-        f"(task.data_dir={data_dir!r}; empty means $TFDS_DATA_DIR or ~/tensorflow_datasets). "
+        f"(data.data_dir={data_dir!r}; empty means $TFDS_DATA_DIR or ~/tensorflow_datasets). "
         f"Nothing is downloaded during a run. Prepare it once, on a machine with network access "
         f"and TensorFlow installed (pip install tensorflow tensorflow-datasets), with:\n"
         f"  {prepare_command(name, data_dir)}\n"
-        f"then copy that folder here or point task.data_dir at it.{detail}")
+        f"then copy that folder here or point data.data_dir at it.{detail}")
 
 
 class TfdsSource:

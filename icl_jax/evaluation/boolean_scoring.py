@@ -5,7 +5,7 @@ logistic loss per k, and how often each predictor agrees with the model.
 Ties: a baseline's score of exactly 0 means undecided (the exact posterior when half the
 version space says +1, nearest neighbours with nothing seen yet); it is scored as a fair
 coin flip, error 1/2 in expectation, which is what the randomized Bayes rule achieves. The
-model's logit of exactly 0 counts as wrong (training/losses.correct); `model_zero_logits`
+model's logit of exactly 0 counts as wrong (losses.correct); `model_zero_logits`
 reports how often that happened.
 Legend: N prompts, K points, D bits.
 """
@@ -18,11 +18,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from icl_jax.baselines import boolean_bayes, boolean_gf2, boolean_learners, neural_net
+from icl_jax import losses
+from icl_jax.baselines import boolean_bayes, boolean_learners, neural_net
 from icl_jax.evaluation import predictors, statistics
 from icl_jax.evaluation.scorers import Scores
 from icl_jax.tasks.boolean import BooleanTask
-from icl_jax.training import losses
 
 # the in-context MLP: one hidden layer, full-batch Adam on the k seen examples
 MLP = dict(hidden=32, steps=100, learning_rate=0.03, loss="logistic")
@@ -35,14 +35,9 @@ def zero_one_errors(yhat_NxK, y_NxK, tie_error: float) -> np.ndarray:
 
 
 def learners(task: BooleanTask, seed: int) -> dict[str, predictors.Predictor]:
-    """name -> (x, y) -> score, the classic learners for this class."""
-    out = {}
-    if task.name in ("conjunction", "teach_conjunction"):
-        out["elimination"] = boolean_learners.conjunction_elimination
-    if task.name in ("disjunction", "sparse_disjunction"):
-        out["elimination"] = boolean_learners.disjunction_elimination
-    if task.name == "sparse_parity":  # the exact posterior of the full parity class, consistent here too
-        out["gf2_elimination"] = boolean_gf2.parity_posterior
+    """name -> (x, y) -> score: the learners the class names as made for it, then those that
+    apply to any class."""
+    out = dict(boolean_learners.FOR_CLASS[learner] for learner in task.class_learners)
     out["nn_1"] = lambda x, y: boolean_learners.nearest_neighbors_vote(x, y, n_neighbors=1)
     out["nn_3"] = lambda x, y: boolean_learners.nearest_neighbors_vote(x, y, n_neighbors=3)
     out["averaging"] = boolean_learners.averaging

@@ -1,4 +1,4 @@
-"""Comparing algorithms, not only their errors (DESIGN.md §2).
+"""Comparing algorithms, not only their errors (docs/evaluation.md).
 
 * prediction_differences: E[(ŷ_a - ŷ_b)^2] per k for every pair of predictors, on the same
   prompts (two predictors with the same error curve can still disagree on every prompt).

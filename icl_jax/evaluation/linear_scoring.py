@@ -28,7 +28,7 @@ def least_squares_unbounded_k(n_dims: int, n_points: int, noise_std: float) -> l
     return [k for k in (n_dims - 1, n_dims, n_dims + 1) if 1 <= k < n_points]
 
 
-def _bayes_report(task_config: ml_collections.ConfigDict, posterior: bayes.Bayes, counts_RxN) -> dict:
+def _bayes_report(posterior: bayes.Bayes, counts_RxN) -> dict:
     out = {"name": posterior.name, "exact": posterior.name == "bayes"}
     if posterior.true_weight_BxK is not None:
         out["true_component_weight"] = statistics.curve(posterior.true_weight_BxK, counts_RxN)
@@ -43,19 +43,18 @@ def _bayes_report(task_config: ml_collections.ConfigDict, posterior: bayes.Bayes
 def score(config: ml_collections.ConfigDict, task: LinearTask, model: predictors.Predictor,
           x_NxKxD: np.ndarray, y_NxK: np.ndarray, w_NxD: np.ndarray, counts_RxN: np.ndarray,
           probe_prompts: int = PROBE_PROMPTS) -> Scores:
-    t = config.task
-    y_exact = prompts.exact_labels(t, x_NxKxD, y_NxK, w_NxD)
+    y_exact = prompts.exact_labels(task, x_NxKxD, y_NxK, w_NxD)
     predictions, seconds = {}, {}
 
     start = time.time()
     predictions["model"] = model(x_NxKxD, y_NxK)  # the model sees what it was trained on
     seconds["model"] = time.time() - start
     start = time.time()
-    posterior = bayes.posterior(t, x_NxKxD, y_exact, w_true_BxD=w_NxD)
+    posterior = bayes.posterior(task, x_NxKxD, y_exact, w_true_BxD=w_NxD)
     predictions[posterior.name] = posterior.yhat_BxK
     seconds[posterior.name] = time.time() - start
     start = time.time()
-    learners = predictors.all_baselines(t, config.eval.seed)
+    learners = predictors.all_baselines(task, config.eval.seed)
     seconds["baseline tuning"] = time.time() - start  # GD step sizes, Lasso penalties
     for name, learner in learners.items():
         start = time.time()
@@ -70,7 +69,7 @@ def score(config: ml_collections.ConfigDict, task: LinearTask, model: predictors
     seconds["weight probe"] = time.time() - start
     report = {
         "metric": "normalized squared error (zero predictor = 1)",
-        "bayes": _bayes_report(t, posterior, counts_RxN),
+        "bayes": _bayes_report(posterior, counts_RxN),
         "baseline_info": {name: b.info for name, b in learners.items() if b.info},
         "least_squares_unbounded_k": least_squares_unbounded_k(task.n_dims, task.n_points, task.noise_std),
         "prediction_differences": compare.prediction_differences(predictions, task.normalizer, counts_RxN),
@@ -85,7 +84,7 @@ def weight_probe(config, task: LinearTask, model, x, y, y_exact, w_true, learner
     probe = compare.probe_prompts(x, y, ks, q_PxD)
     w_model, r2 = compare.implied_weights(model(probe.x_MxLxD, probe.y_MxL), ks, q_PxD)
     others = {name: b.weights(x, y_exact)[:, ks] for name, b in learners.items() if b.weights is not None}
-    posterior = bayes.posterior(config.task, x, y_exact, with_weights=True)
+    posterior = bayes.posterior(task, x, y_exact, with_weights=True)
     if posterior.w_BxKxD is not None:
         others[posterior.name] = posterior.w_BxKxD[:, ks]
     others["true_w"] = np.repeat(np.asarray(w_true)[:, None], len(ks), axis=1)

@@ -8,12 +8,12 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 
-from icl_jax import baselines, rng, tasks
+from icl_jax import baselines, rng
 from icl_jax.baselines import gradient_descent, lasso, mixture
+from icl_jax.tasks import LinearTask, priors
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -40,12 +40,12 @@ def _jitted(fn, **static) -> Predictor:
     return lambda x, y: np.asarray(compiled(jnp.asarray(x), jnp.asarray(y)))
 
 
-def linear_baselines(task_config: ml_collections.ConfigDict) -> dict[str, Predictor]:
+def linear_baselines(task: LinearTask) -> dict[str, Predictor]:
     """The classic learners of the linear family. Each is its own jit, called one after the
     other: two LAPACK-style solver chains in one jitted function can deadlock on CPU."""
     return {
         "least_squares": _jitted(baselines.least_squares),
-        "ridge": _jitted(baselines.least_squares, ridge=float(task_config.noise_std) ** 2),
+        "ridge": _jitted(baselines.least_squares, ridge=float(task.noise_std) ** 2),
         "averaging": _jitted(baselines.averaging),
         "nearest_neighbors": _jitted(baselines.nearest_neighbors, n_neighbors=3),
         "zero": _jitted(baselines.zero),
@@ -68,17 +68,16 @@ class Baseline:
     info: dict = dataclasses.field(default_factory=dict)  # what was tuned / how it converged
 
 
-def tuning_prompts(task_config: ml_collections.ConfigDict, seed: int, num: int = TUNING_PROMPTS):
+def tuning_prompts(task: LinearTask, seed: int, num: int = TUNING_PROMPTS):
     """Prompts from the class's prior on their own stream (never the evaluation prompts)."""
-    task = tasks.get_task(task_config)
     p = jax.jit(lambda key: task.sample(key, num))(rng.derive(seed, rng.BASELINE_TUNING))
     return np.asarray(p.x_BxKxD), np.asarray(p.y_BxK)
 
 
-def gaussian_weights(task_config, noise_std: float):
+def gaussian_weights(task: LinearTask, noise_std: float):
     """w of least squares (noise 0: min-norm) or ridge (λ = noise²) at every k: the posterior
-    mean of a N(0, I) prior, from the float64 solver."""
-    d = task_config.n_dims
+    mean of a N(0, I) prior (whatever the task's prior), from the float64 solver."""
+    d = task.n_dims
     family = mixture.GaussianComponents(np.zeros(1), np.zeros((1, d)), features_CxR=np.arange(d)[None])
     return lambda x, y: mixture.mixture_posterior(x, y, [family], noise_std, with_weights=True).w_BxKxD
 
@@ -89,20 +88,20 @@ def _averaging_weights(x, y):
     return total / np.maximum(np.arange(x.shape[1]), 1)[None, :, None]
 
 
-def all_baselines(task_config: ml_collections.ConfigDict, tuning_seed: int) -> dict[str, Baseline]:
+def all_baselines(task: LinearTask, tuning_seed: int) -> dict[str, Baseline]:
     """The classic learners (linear_baselines), gradient descent `gd_t` (t = 1 and 10 steps from
     w = 0, the step of each prompt η_k / λ_max(G_k), its own curvature, with η_k ∈ (0, 2) tuned
     per k on prior prompts: see baselines/gradient_descent.py), and for sparse classes the Lasso
     with α tuned per k. Not the exact posterior, which evaluate runs itself (it reports more
     than predictions)."""
-    sigma = float(task_config.noise_std)
-    classic = linear_baselines(task_config)
+    sigma = float(task.noise_std)
+    classic = linear_baselines(task)
     out = {name: Baseline(fn) for name, fn in classic.items()}
-    out["least_squares"].weights = gaussian_weights(task_config, 0.0)
-    out["ridge"].weights = gaussian_weights(task_config, sigma)
+    out["least_squares"].weights = gaussian_weights(task, 0.0)
+    out["ridge"].weights = gaussian_weights(task, sigma)
     out["averaging"].weights = _averaging_weights
     out["zero"].weights = lambda x, y: np.zeros(x.shape)
-    x_t, y_t = tuning_prompts(task_config, tuning_seed)
+    x_t, y_t = tuning_prompts(task, tuning_seed)
     for steps in GD_STEPS:  # step η_k / λ_max(G_k) of each prompt: no prompt can diverge
         eta = gradient_descent.tune_step_sizes(x_t, y_t, steps, normalized=True)
         out[f"gd_{steps}"] = Baseline(
@@ -112,7 +111,7 @@ def all_baselines(task_config: ml_collections.ConfigDict, tuning_seed: int) -> d
                 gradient_descent.normalized_gradient_descent_weights(x, y, eta, steps)),
             {"step_size_per_k": eta.tolist(), "steps": steps,
              "step_rule": "step_size_per_k[k] / largest eigenvalue of the prompt's X_k^T X_k / k"})
-    if task_config.name == "sparse_linear":
+    if isinstance(task.prior, priors.SparsePrior):  # the Lasso's own setting
         G = len(LASSO_ALPHAS)  # every penalty in one call: copies of the tuning prompts
         alpha_grid = np.repeat(LASSO_ALPHAS, len(x_t))[:, None] * np.ones(x_t.shape[1])
         fit = lasso.lasso(np.tile(x_t, (G, 1, 1)), np.tile(y_t, (G, 1)), alpha_grid)

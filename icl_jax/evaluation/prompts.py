@@ -11,7 +11,7 @@ from icl_jax import rng, tasks
 
 
 def eval_prompts(config: ml_collections.ConfigDict, num_prompts: int) -> tasks.Prompts:
-    task = tasks.get_task(config.task)
+    task = tasks.get_task(config.task, config.data)
     if getattr(task, "host_fed", False):  # examples of a data set's held-out split (tasks/images.py)
         return task.eval_prompts(config.eval.seed, num_prompts)
     sample = jax.jit(lambda key: task.sample(key, num_prompts))
@@ -19,12 +19,13 @@ def eval_prompts(config: ml_collections.ConfigDict, num_prompts: int) -> tasks.P
     return tasks.Prompts(*(np.asarray(a) for a in prompts))
 
 
-def exact_labels(task_config: ml_collections.ConfigDict, x_NxKxD: np.ndarray, y_NxK: np.ndarray,
-                 w_NxD: np.ndarray) -> np.ndarray:
-    """float64 labels for scoring and for the baselines. Noiseless classes: x·w recomputed in
-    float64, because the sampled float32 labels carry ~1e-7 relative rounding and an exact
-    noiseless posterior decides consistency far below that (baselines/precision.py). Noisy
-    classes: the sampled labels (the noise is far above the rounding)."""
-    if task_config.noise_std:
+def exact_labels(task: tasks.RegressionTask, x_NxKxD: np.ndarray, y_NxK: np.ndarray,
+                 w_NxP: np.ndarray) -> np.ndarray:
+    """float64 labels for scoring and for the baselines. Noiseless classes: the task's labels
+    recomputed in float64 from its parameters, because the sampled float32 labels carry ~1e-7
+    relative rounding and an exact noiseless posterior decides consistency (or which Fourier
+    order interpolates) far below that (baselines/precision.py). Noisy classes: the sampled
+    labels (the noise is far above the rounding)."""
+    if task.noise_std:
         return np.asarray(y_NxK, np.float64)
-    return np.einsum("nkd,nd->nk", np.asarray(x_NxKxD, np.float64), np.asarray(w_NxD, np.float64))
+    return np.asarray(task.labels(np.asarray(x_NxKxD, np.float64), np.asarray(w_NxP, np.float64), xp=np))

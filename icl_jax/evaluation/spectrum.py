@@ -9,14 +9,12 @@ a_0² at n = 0, (a_n² + b_n²)/2 for n ≥ 1, divided by the sum over n) is rea
   * least squares with the true N, with N_max, and the exact posterior (the Bayesian model
     average over N for fourier_mixture): their coefficient vectors (baselines/fourier.py).
 A low-frequency bias shows as the model's power shifted to small n at small k.
-`python -m icl_jax.spectrum --workdir=DIR` writes DIR/eval/spectrum_step_<N>.{json,png}.
+`python -m icl_jax.analyze --what=spectrum --workdir=DIR` (analysis/spectrum.py) writes
+DIR/eval/spectrum_step_<N>.{json,png}.
 Legend: N prompts, Kp probed lengths, G grid points, M frequencies, F = 2 N_max + 1 features.
 """
 
 from __future__ import annotations
-
-import io
-import pathlib
 
 import matplotlib
 import numpy as np
@@ -24,7 +22,6 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from icl_jax import files  # noqa: E402
 from icl_jax.baselines import fourier as fourier_baselines  # noqa: E402
 from icl_jax.evaluation import compare  # noqa: E402
 
@@ -99,7 +96,8 @@ def spectra(task, model, x_NxKx1, y_NxK, y_exact_NxK, w_NxP, ks: list[int], n_gr
             "true_functions": true_power.tolist()}
 
 
-def plot(result: dict, path: str | pathlib.Path) -> None:
+def figure(result: dict):
+    """One panel per k: every predictor's mean normalized power against frequency."""
     ks = result["k"]
     cols = min(4, len(ks))
     rows = -(-len(ks) // cols)
@@ -123,8 +121,4 @@ def plot(result: dict, path: str | pathlib.Path) -> None:
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"{result['task']} (N={result['max_frequency']}), step {result.get('step')}, "
                  f"{result['num_prompts']} prompts", fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    files.write_atomic(path, buffer.getvalue())
+    return fig

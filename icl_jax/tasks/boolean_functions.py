@@ -1,4 +1,4 @@
-"""The Boolean function classes of DESIGN.md §5: how a function labels inputs, per prompt.
+"""The Boolean function classes of docs/function_classes.md: how a function labels inputs, per prompt.
 
 A function is a parameter vector w_P; `label(x_KxD, w_P) -> y_K` (±1) is a pure jnp
 function, vmapped over prompts by the sampler (tasks/boolean.py) and over hypotheses by the

@@ -1,4 +1,4 @@
-"""Fourier series on one period (DESIGN.md §3): x ~ U[-L, L] (scalar, n_dims = 1) and
+"""Fourier series on one period (docs/function_classes.md): x ~ U[-L, L] (scalar, n_dims = 1) and
 
     f(x) = a_0 + sum_{n <= N} a_n cos(nπx/L) + b_n sin(nπx/L),   coefficients N(0, 1/N),
 
@@ -68,6 +68,16 @@ class FourierTask:
         ns = np.arange(1, self.max_frequency + 1) if self.mixture else np.array([self.max_frequency])
         return float(np.mean(1.0 + 1.0 / ns)) + self.noise_std**2
 
+    def labels(self, x_BxKx1, w_BxP, xp=jnp):
+        """f(x) of each prompt's own series (the regression families' common signature: x
+        with its trailing input axis)."""
+        return labels(x_BxKx1[..., 0], w_BxP, self.max_frequency, self.half_period, xp)
+
+    @staticmethod
+    def orders_B(w_BxP) -> np.ndarray:
+        """N of each prompt: its last task parameter."""
+        return np.asarray(w_BxP[:, -1]).round().astype(np.int64)
+
     def sample(self, key: jax.Array, batch_size: int, active_dims=None) -> Prompts:
         F = 2 * self.max_frequency + 1
         active = self.max_frequency if active_dims is None else jnp.minimum(active_dims, self.max_frequency)
@@ -89,6 +99,14 @@ class FourierTask:
 
 # ---- the family's registry entry (tasks/__init__.py) ----
 NAMES = ("fourier", "fourier_mixture")
+FAMILY = "fourier"
+# The keys of config.task this family reads besides name, n_dims (which must be 1) and
+# n_points; the dims curriculum grows the active frequencies instead of n_dims.
+CONFIG_KEYS = {
+    "noise_std": 0.0,  # label noise σ
+    "fourier_max_frequency": 10,  # fourier: N; fourier_mixture: N_max (N ~ U{1..N_max})
+    "fourier_half_period": 5.0,  # L: x ~ U[-L, L], one period 2L
+}
 
 
 def check_config(t) -> None:

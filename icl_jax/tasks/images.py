@@ -139,6 +139,20 @@ class ImageTask:
 
 # ---- the family's registry entry (tasks/__init__.py) ----
 NAMES = ("images",)
+FAMILY = "images"
+HOST_FED = True  # make() takes config.data: where the data sets live and how they are read
+# The keys of config.task this family reads besides name, n_dims and n_points: examples of a
+# real data set, a random projection to n_dims and a label permutation per prompt. Where the
+# data sets live and how they are read is config.data (icl_jax/config.py).
+CONFIG_KEYS = {
+    # a tfds name (mnist, fashion_mnist, kmnist, cifar10, svhn_cropped) or digits (scikit-learn, offline)
+    "dataset": "digits",
+    "image_size": 8,  # images are resized to image_size × image_size before flattening
+    "num_classes": 10,  # label classes (one-hot label channels of the model)
+    "num_tasks": 0,  # distinct (projection, permutation) tasks, keyed by task.pool_seed; 0 = a fresh one per prompt
+    "pool_seed": 1,  # num_tasks > 0: the task pool is a function of this seed alone
+    "eval_datasets": "",  # comma-separated data sets not seen in training, scored by evaluate on their test split
+}
 
 
 def eval_dataset_names(t) -> tuple[str, ...]:
@@ -154,8 +168,6 @@ def check_config(t) -> None:
         raise UserError(f"task.num_classes must be at least 2, got {t.num_classes}")
     if not 0 <= t.num_tasks < 2**31:
         raise UserError(f"task.num_tasks must lie in [0, 2^31) (0: unlimited), got {t.num_tasks}")
-    if t.prefetch < 1:
-        raise UserError(f"task.prefetch must be at least 1, got {t.prefetch}")
     if t.dataset in eval_dataset_names(t):
         raise UserError(f"task.eval_datasets holds the training data set {t.dataset!r}; its held-out "
                         f"split is evaluated anyway, and eval_datasets is for data sets not seen in training")
@@ -165,6 +177,8 @@ def label_classes(t) -> int:
     return t.num_classes
 
 
-def make(t) -> ImageTask:
-    return ImageTask(t.name, t.n_dims, t.n_points, t.num_classes, t.dataset, t.data_dir, t.image_size,
-                     t.num_tasks, t.pool_seed, eval_dataset_names(t), t.data_in_memory)
+def make(t, data=None) -> ImageTask:
+    """data: config.data (None: the data sets in tfds's default folder, read as stored)."""
+    data_dir, in_memory = ("", False) if data is None else (data.data_dir, data.in_memory)
+    return ImageTask(t.name, t.n_dims, t.n_points, t.num_classes, t.dataset, data_dir, t.image_size,
+                     t.num_tasks, t.pool_seed, eval_dataset_names(t), in_memory)

@@ -1,4 +1,4 @@
-"""Nonlinear regression (DESIGN.md §3), x ~ N(0, I_d), a fresh function per prompt:
+"""Nonlinear regression (docs/function_classes.md), x ~ N(0, I_d), a fresh function per prompt:
 
   relu_net       y = √(2/h) relu(x W1) W2, W1 (d×h), W2 (h) ~ N(0, 1): E[y²] = E|x|² = d
                  (E relu(z)² = Var z / 2), so the normalized loss matches linear regression's.
@@ -67,6 +67,12 @@ class NonlinearTask:
     def normalizer(self) -> float:
         return (self.n_dims if self.name == "relu_net" else 1.0) + self.noise_std**2
 
+    @property
+    def tree_depth(self) -> int | None:
+        """The depth of the target trees (decision_tree), None for other classes: greedy trees
+        of that depth are a baseline only where the targets are trees."""
+        return self.depth if self.name == "decision_tree" else None
+
     def labels(self, x_BxKxD, w_BxP, xp=jnp):
         if self.name == "relu_net":
             return relu_net_labels(x_BxKxD, w_BxP, self.hidden, xp)
@@ -93,6 +99,13 @@ class NonlinearTask:
 
 # ---- the family's registry entry (tasks/__init__.py) ----
 NAMES = ("relu_net", "decision_tree")
+FAMILY = "nonlinear"
+# The keys of config.task this family reads besides name, n_dims and n_points.
+CONFIG_KEYS = {
+    "noise_std": 0.0,  # label noise σ
+    "relu_hidden": 100,  # relu_net: hidden units h of the target network
+    "tree_depth": 4,  # decision_tree: depth of the full binary tree
+}
 MAX_TREE_DEPTH = 12  # 2^12 leaves per prompt already; deeper trees mean huge task parameters
 
 
