@@ -1,8 +1,9 @@
-"""python -m icl_jax.analyze --workdir=DIR --what=NAME [--step=N] [--num_prompts=2048] [--k=5,10]
+"""python -m icl_jax.analyze --workdir=DIR --what=NAME [--step=N] [--num_prompts=2048] [--k=5,10] [--grid=G]
 
 Which algorithm did the model learn (icl_jax/analysis/): NAME is one of gd, similarity,
-probes, shift, attention, learning_curve, or all. Writes DIR/analysis/NAME_step_<N>.{json,png}
-(learning_curve: over every kept checkpoint) and prints the headline numbers.
+probes, shift, attention, learning_curve, spectrum, or all. Writes DIR/analysis/NAME_step_<N>.{json,png}
+(learning_curve: over every kept checkpoint; spectrum: DIR/eval/spectrum_step_<N>.{json,png})
+and prints the headline numbers.
 """
 
 import importlib
@@ -19,6 +20,7 @@ _WHAT = flags.DEFINE_string("what", None, f"Analysis: {', '.join(ANALYSES)}, or 
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _NUM_PROMPTS = flags.DEFINE_integer("num_prompts", None, "Prompts (default: config.eval.num_prompts).")
 _K = flags.DEFINE_list("k", None, "Numbers of in-context examples for tables and probes (default: d/2, d, 2d).")
+_GRID = flags.DEFINE_integer("grid", None, "--what=spectrum: grid points per period (default: 4·N_max, at least 16).")
 flags.mark_flags_as_required(["workdir", "what"])
 
 
@@ -28,6 +30,13 @@ def _headline(result: dict) -> str:
         if key in result:
             return json.dumps(result[key], indent=1)[:4000]
     return json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+
+
+def _num_prompts(run) -> int:
+    num_prompts = run.config.eval.num_prompts if _NUM_PROMPTS.value is None else _NUM_PROMPTS.value
+    if num_prompts < 2:
+        raise UserError(f"--num_prompts must be at least 2, got {num_prompts}")
+    return num_prompts
 
 
 @cli.reports_user_errors
@@ -54,21 +63,27 @@ def main(argv):
             stem = name
         else:
             run = common.load(_WORKDIR.value, _STEP.value) if run is None else run
-            num_prompts = run.config.eval.num_prompts if _NUM_PROMPTS.value is None else _NUM_PROMPTS.value
-            if num_prompts < 2:
-                raise UserError(f"--num_prompts must be at least 2, got {num_prompts}")
             if ks is not None:
                 ks = common.check_ks(ks, run.task.n_points)
+            if name == "spectrum":  # its own knobs: a smaller default prompt count, and the grid
+                options = dict(num_prompts=_NUM_PROMPTS.value, n_grid=_GRID.value)
+            else:
+                options = dict(num_prompts=_num_prompts(run))
             try:
-                result, fig = module.analyze(run, num_prompts, ks)
+                result, fig = module.analyze(run, ks=ks, **options)
             except UserError as e:
                 if len(names) == 1:
                     raise
                 print(f"{name}: skipped ({e})", flush=True)  # --what=all: not every analysis fits every run
                 continue
             stem = f"{name}_step_{run.step}"
-        paths = common.write(_WORKDIR.value, stem, result, fig)
-        print(f"{name}: {_headline(result)}\nwrote {paths[0]} and .png", flush=True)
+        if name == "spectrum":  # in DIR/eval/, beside evaluate's curves of the same prompts
+            paths = module.write(_WORKDIR.value, run.step, result, fig)
+            headline = module.headline(result)
+        else:
+            paths = common.write(_WORKDIR.value, stem, result, fig)
+            headline = _headline(result)
+        print(f"{name}: {headline}\nwrote {paths[0]} and .png", flush=True)
 
 
 if __name__ == "__main__":

@@ -272,3 +272,12 @@ def test_cli_writes_an_analysis_and_reports_bad_input_in_one_line(trained, tmp_p
     assert bad_k.returncode == 1 and "--k values [99]" in bad_k.stderr
     missing = run_cli_in_process("icl_jax.analyze", f"--workdir={tmp_path}", "--what=gd")
     assert missing.returncode == 1 and "config.json not found" in missing.stderr
+
+
+def test_spectrum_refuses_a_run_that_is_not_a_fourier_series(trained):
+    """--what=spectrum on a linear run: one line naming the task (a Fourier run: test_every_task_end_to_end.py)."""
+    r = run_cli_in_process("icl_jax.analyze", f"--workdir={trained}", "--what=spectrum")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == ("error: the spectrum is defined for Fourier-series runs, "
+                                                 "this run's task is 'linear'")
+    assert not (trained / "eval" / "spectrum_step_40.json").exists()

@@ -2,7 +2,8 @@
 `analyze(run, options) -> (result, figure)` (analysis/common.py loads the run).
 
 `python -m icl_jax.analyze --workdir=DIR --what=NAME` writes DIR/analysis/NAME_step_<N>.json
-and .png (learning_curve: DIR/analysis/learning_curve.json and .png, over every checkpoint).
+and .png (learning_curve: DIR/analysis/learning_curve.json and .png, over every checkpoint;
+spectrum: DIR/eval/spectrum_step_<N>.json and .png).
 """
 
 # --what name -> module (imported on use)
@@ -13,4 +14,5 @@ ANALYSES = {
     "shift": "icl_jax.analysis.shift",  # out-of-distribution prompts, model and baselines
     "attention": "icl_jax.analysis.attention",  # attention maps, induction and nearest-neighbour scores
     "learning_curve": "icl_jax.analysis.learning_curve",  # loss at chosen k against training step
+    "spectrum": "icl_jax.analysis.spectrum",  # Fourier runs: power per frequency of the learned function
 }

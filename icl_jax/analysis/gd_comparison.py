@@ -26,10 +26,10 @@ GRID_SIZE = 161
 SENSITIVITY_PROMPTS = 512  # prompts whose Jacobians are taken (K backward passes each)
 
 
-def best_step_sizes(task_config, seed: int, n_steps: int) -> np.ndarray:
+def best_step_sizes(task, seed: int, n_steps: int) -> np.ndarray:
     """eta_K: per k, the step size with the lowest MSE on prior prompts (a finer grid than
     evaluate's, over as many prompts as LINE_SEARCH_PROMPTS)."""
-    x_t, y_t = predictors.tuning_prompts(task_config, seed, LINE_SEARCH_PROMPTS)
+    x_t, y_t = predictors.tuning_prompts(task, seed, LINE_SEARCH_PROMPTS)
     return gradient_descent.tune_step_sizes(x_t, y_t, n_steps, grid_size=GRID_SIZE)
 
 
@@ -60,7 +60,7 @@ def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
     x, y, w, y_exact = common.linear_eval_set(run, "gd", num_prompts)
     config, task = run.config, run.task
     n_steps = config.model.n_layer if run.kind == "linear_attention" else 1
-    eta_K = best_step_sizes(config.task, config.eval.seed, n_steps)
+    eta_K = best_step_sizes(task, config.eval.seed, n_steps)
 
     yhat = {"model": run.predict(x, y),
             "gd": np.asarray(gradient_descent.gradient_descent(x, y_exact, eta_K, n_steps))}

@@ -156,8 +156,8 @@ def predict_all(predict: Callable, s: Shifted) -> np.ndarray:
 def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
     common.require_linear(run, "shift")
     config, task = run.config, run.task
-    learners = predictors.linear_baselines(config.task)  # the classic five, and GD tuned on the prior
-    x_t, y_t = predictors.tuning_prompts(config.task, config.eval.seed)
+    learners = predictors.linear_baselines(task)  # the classic five, and GD tuned on the prior
+    x_t, y_t = predictors.tuning_prompts(task, config.eval.seed)
     eta_K = gradient_descent.tune_step_sizes(x_t, y_t, 1)
     learners["gd_1"] = lambda x, y: np.asarray(gradient_descent.gradient_descent(x, y, eta_K, 1))
     counts = statistics.resample_counts(num_prompts, config.eval.bootstrap_samples, config.eval.seed)

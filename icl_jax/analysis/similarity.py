@@ -19,12 +19,12 @@ from icl_jax.evaluation import linear_scoring, predictors, statistics
 RIDGE_LAMBDAS = (0.1, 1.0, 10.0)
 
 
-def learners(task_config, seed: int) -> dict[str, predictors.Baseline]:
-    out = predictors.all_baselines(task_config, seed)
+def learners(task, seed: int) -> dict[str, predictors.Baseline]:
+    out = predictors.all_baselines(task, seed)
     for lam in RIDGE_LAMBDAS:
         out[f"ridge_{lam:g}"] = predictors.Baseline(
             lambda x, y, lam=lam: np.asarray(baselines.least_squares(x, y, ridge=lam)),
-            predictors.gaussian_weights(task_config, float(np.sqrt(lam))))  # ridge λ = posterior noise σ²
+            predictors.gaussian_weights(task, float(np.sqrt(lam))))  # ridge λ = posterior noise σ²
     out["nearest_neighbor_1"] = predictors.Baseline(
         lambda x, y: np.asarray(baselines.nearest_neighbors(x, y, n_neighbors=1)))
     return out
@@ -35,9 +35,9 @@ def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
     config, task = run.config, run.task
     ks = common.default_ks(run) if ks is None else ks
     yhat_model = run.predict(x, y)
-    found = learners(config.task, config.eval.seed)
+    found = learners(task, config.eval.seed)
     yhat = {name: b.predict(x, y_exact) for name, b in found.items()}
-    posterior = bayes.posterior(config.task, x, y_exact)
+    posterior = bayes.posterior(task, x, y_exact)
     yhat[posterior.name] = posterior.yhat_BxK
 
     counts = statistics.resample_counts(num_prompts, config.eval.bootstrap_samples, config.eval.seed)
