@@ -100,7 +100,9 @@ def score(config: ml_collections.ConfigDict, task: ImageTask, model: predictors.
         "dataset": task.dataset, "split": "test", "tasks": "fresh (projection, permutation) per prompt",
         "accuracy": _accuracy_curves(errors, counts_RxN),
         "cross_entropy": cross_entropy,
-        "baseline_info": {"logistic_regression": {"steps": LOGREG_STEPS, "step_size": "1/(½(mean|x|²+1))"}},
+        "baseline_info": {"logistic_regression": {
+            "steps": LOGREG_STEPS,
+            "step_size": "1/(½λ + l2), λ the largest eigenvalue of the seen examples' [x, 1]ᵀ[x, 1]/k"}},
     }
     if task.num_tasks:
         report["pool_tasks"] = _other_set(config, task, model, counts_RxN, seconds, "pool tasks", from_pool=True)
