@@ -16,13 +16,14 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "icl_jax"
 # (modules, the packages they must not import, the one module allowed to anyway)
 WALLS = [
     ("icl_jax.tasks", ("icl_jax.models", "icl_jax.training", "icl_jax.evaluation", "icl_jax.analysis",
-                       "icl_jax.baselines", "icl_jax.kernels"), None),
+                       "icl_jax.baselines", "icl_jax.kernels", "icl_jax.parallel"), None),
     ("icl_jax.baselines", ("icl_jax.models", "icl_jax.training", "icl_jax.evaluation", "icl_jax.analysis",
                            "icl_jax.kernels"), None),
     ("icl_jax.models", ("icl_jax.tasks", "icl_jax.training", "icl_jax.evaluation", "icl_jax.baselines",
                         "icl_jax.kernels"), "icl_jax.models.ops"),
     ("icl_jax.evaluation", ("icl_jax.training",), None),
     ("icl_jax.evaluate", ("icl_jax.training",), None),
+    ("icl_jax.run_model", ("icl_jax.training",), None),
     ("icl_jax.parallel", ("icl_jax.tasks",), None),
     ("icl_jax.checkpointing", ("icl_jax.tasks", "icl_jax.training", "icl_jax.models"), None),
 ]
