@@ -1,11 +1,11 @@
 """The layers of the package stay apart (docs/README.md, "How the code is laid out").
 
 Every import of every module is read from its source (module-level or inside a function),
-so a late import cannot slip through a wall."""
+so a late import cannot slip through a wall. That evaluation loads nothing of training/ even
+indirectly is checked in a fresh process by tests/test_checkpoint_formats.py."""
 
 import ast
 import pathlib
-import subprocess
 import sys
 
 import pytest
@@ -81,10 +81,3 @@ def test_the_wall_check_sees_late_and_relative_imports(tmp_path, monkeypatch):
     assert crossings() == ["icl_jax.models.bad imports icl_jax.tasks", "icl_jax.models.bad imports icl_jax.tasks.linear",
                            "icl_jax.models.bad imports icl_jax.training"]
 
-
-def test_evaluate_loads_nothing_from_training():
-    """What `python -m icl_jax.evaluate` imports, all the way down."""
-    code = ("import sys, icl_jax.evaluate, icl_jax.evaluation.run; "
-            "print(sorted(m for m in sys.modules if m.startswith('icl_jax.training')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
