@@ -77,12 +77,9 @@ def main(argv):
                 print(f"{name}: skipped ({e})", flush=True)  # --what=all: not every analysis fits every run
                 continue
             stem = f"{name}_step_{run.step}"
-        if name == "spectrum":  # in DIR/eval/, beside evaluate's curves of the same prompts
-            paths = module.write(_WORKDIR.value, run.step, result, fig)
-            headline = module.headline(result)
-        else:
-            paths = common.write(_WORKDIR.value, stem, result, fig)
-            headline = _headline(result)
+        # The spectrum goes to DIR/eval/, beside evaluate's curves of the same prompts.
+        paths = common.write(_WORKDIR.value, stem, result, fig, "eval" if name == "spectrum" else "analysis")
+        headline = module.headline(result) if name == "spectrum" else _headline(result)
         print(f"{name}: {headline}\nwrote {paths[0]} and .png", flush=True)
 
 

@@ -3,7 +3,7 @@
 A program that compiled the train step once (the same config, a resumed run, `evaluate` or
 `analyze` after `train`) loads the executables from disk instead of compiling them again.
 The cache is kept in `$ICL_JAX_COMPILATION_CACHE` (default `~/.cache/icl_jax/xla`, beside the
-C++ kernels of kernels/build.py); ICL_JAX_COMPILATION_CACHE=0 turns it off, and a cache
+C++ kernels of kernels/cpu/build.py); ICL_JAX_COMPILATION_CACHE=0 turns it off, and a cache
 directory set through JAX itself (JAX_COMPILATION_CACHE_DIR) is used as it is.
 
 JAX keys an entry on the program, jaxlib's version, the backend, the XLA flags and the

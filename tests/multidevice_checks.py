@@ -115,11 +115,11 @@ def checkpoints_move_between_topologies(workdir: pathlib.Path) -> None:
     # FSDP-sharded checkpoint into a replicated single-device state, for evaluation too.
     c.parallel.shard_params, c.train.steps = True, 10
     trained = loop.train(c, workdir / "fsdp", mesh=EIGHT)
-    from icl_jax.evaluation import run
+    from icl_jax import run_model
 
     for shard_params in (True, False):  # into the layout that wrote it, and replicated
         c.parallel.shard_params = shard_params
-        step, _, params = run.restore_params(c, workdir / "fsdp", None)
+        step, _, params = run_model.restore_params(c, workdir / "fsdp", None)
         assert step == 10
         for u, v in zip(jax.tree.leaves(params), jax.tree.leaves(trained["params"]), strict=True):
             np.testing.assert_array_equal(np.asarray(u), np.asarray(v))  # the values that were saved

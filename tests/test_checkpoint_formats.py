@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import icl_jax
-from icl_jax import parallel
+from icl_jax import parallel, run_model
 from icl_jax.checkpointing import Checkpoints, checkpoint_dir
 from icl_jax.errors import UserError
 from icl_jax.evaluation import run
@@ -140,7 +140,7 @@ def test_an_old_host_fed_run_directory_with_its_data_state_loads_and_resumes(tmp
     assert checkpoints.restore_data(3) == data_at_3
     checkpoints.close()
     _, model = icl_jax.load(old)  # the parameters alone, from the whole-state item
-    step, _, params = run.restore_params(c, old, None)
+    step, _, params = run_model.restore_params(c, old, None)
     assert step == 3 and _leaves_equal(params, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     resumed = loop.train(c, old)
     assert _leaves_equal(straight["params"], resumed["params"])

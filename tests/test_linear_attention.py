@@ -8,9 +8,8 @@ import pytest
 from flax import nnx
 
 from icl_jax import config as config_lib
-from icl_jax import models, parallel, rng, tasks
+from icl_jax import models, parallel, rng, run_model, tasks
 from icl_jax.errors import UserError
-from icl_jax.evaluation import run as eval_run
 from icl_jax.models import linear_attention
 from icl_jax.training import loop, optimizer, step as step_lib
 from tests.conftest import small_config
@@ -113,7 +112,7 @@ def test_a_linear_attention_run_trains_and_restores_through_the_usual_paths(tmp_
     c.model.kind, c.model.n_layer, c.model.n_head = "linear_attention", 2, 1
     c.train.loss_positions, c.train.steps = "last", 20
     state = loop.train(c, tmp_path)
-    step, graphdef, params = eval_run.restore_params(c, tmp_path, None)
+    step, graphdef, params = run_model.restore_params(c, tmp_path, None)
     assert step == 20
     x, y = _prompts(2, K=c.task.n_points, D=c.task.n_dims)
     restored = np.asarray(nnx.merge(graphdef, params)(x, y))

@@ -116,8 +116,9 @@ def png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
-def write(run_dir: pathlib.Path, stem: str, result: dict, fig) -> list[pathlib.Path]:
-    out = pathlib.Path(run_dir) / "analysis"
+def write(run_dir: pathlib.Path, stem: str, result: dict, fig, folder: str = "analysis") -> list[pathlib.Path]:
+    """RUN_DIR/<folder>/<stem>.{json,png}: the result and its figure."""
+    out = pathlib.Path(run_dir) / folder
     paths = [out / f"{stem}.json", out / f"{stem}.png"]
     files.write_json(paths[0], result)
     files.write_atomic(paths[1], png_bytes(fig))

@@ -9,9 +9,6 @@ num_prompts × |k| × G model sequences where evaluate's learning curves need on
 
 from __future__ import annotations
 
-import pathlib
-
-from icl_jax import files
 from icl_jax.analysis import common
 from icl_jax.errors import UserError
 from icl_jax.evaluation import prompts, spectrum
@@ -20,8 +17,7 @@ DEFAULT_NUM_PROMPTS = 128
 
 
 def check(task, num_prompts: int, n_grid: int | None) -> int:
-    """The grid size to use; refuses a run of another family or impossible knobs (before any
-    checkpoint is restored)."""
+    """The grid size to use; refuses a run of another family or impossible knobs."""
     if task.family != "fourier":
         raise UserError(f"the spectrum is defined for Fourier-series runs, this run's task is {task.name!r}")
     n_grid = max(16, 4 * task.max_frequency) if n_grid is None else n_grid
@@ -42,14 +38,6 @@ def analyze(run: common.Run, num_prompts: int | None, ks: list[int] | None, n_gr
     result = spectrum.spectra(task, run.predict, x, y, y_exact, w, ks, n_grid)
     result["step"] = run.step
     return result, spectrum.figure(result)
-
-
-def write(run_dir: str | pathlib.Path, step: int, result: dict, fig) -> list[pathlib.Path]:
-    out = pathlib.Path(run_dir) / "eval"
-    paths = [out / f"spectrum_step_{step}.json", out / f"spectrum_step_{step}.png"]
-    files.write_json(paths[0], result)
-    files.write_atomic(paths[1], common.png_bytes(fig))
-    return paths
 
 
 def headline(result: dict) -> str:

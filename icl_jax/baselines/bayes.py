@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from icl_jax.baselines import enumeration, mixture
-from icl_jax.baselines.gaussian_posterior import covariance_factor, gaussian_posterior
+from icl_jax.baselines.gaussian_posterior import gaussian_posterior
 from icl_jax.tasks import LinearTask, priors
 
 MAX_SUPPORTS = 200_000  # C(d, s) above this: minutes per evaluation (benchmarks/README.md); use the proxy
@@ -55,7 +55,7 @@ def _gaussian(prior: priors.GaussianPrior, x, y, sigma: float, w_true, with_weig
         if np.array_equal(prior.cov_DxD, np.eye(d)):  # Σ = I: a gather, no arithmetic, in the solver
             shape = dict(features_CxR=np.arange(d)[None])
         else:
-            shape = dict(factor_CxDxR=covariance_factor(prior.cov_DxD)[None])
+            shape = dict(factor_CxDxR=priors.covariance_factor(prior.cov_DxD)[None])
         family = mixture.GaussianComponents(np.zeros(1), np.asarray(prior.mean_D, np.float64)[None], **shape)
         w = mixture.mixture_posterior(x, y, [family], sigma, with_weights=True).w_BxKxD
     return Bayes("bayes", yhat, w, None, None, None)

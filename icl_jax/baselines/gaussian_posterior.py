@@ -18,21 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from icl_jax.baselines.regression import least_squares
+from icl_jax.tasks.priors import covariance_factor
 
 Array = jax.Array
-
-
-def covariance_factor(cov_DxD: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
-    """F_DxR with F Fᵀ = cov (float64 eigendecomposition; eigenvalues below rel_tol · the
-    largest dropped, so R is the rank)."""
-    cov = np.asarray(cov_DxD, np.float64)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12):
-        raise ValueError("cov_DxD must be a symmetric square matrix")
-    eigenvalues, vectors = np.linalg.eigh(cov)
-    if eigenvalues.min() < -1e-9 * max(eigenvalues.max(), 1e-300):
-        raise ValueError(f"cov_DxD is not positive semi-definite (eigenvalue {eigenvalues.min():.3g})")
-    keep = eigenvalues > rel_tol * max(eigenvalues.max(), 0.0)
-    return vectors[:, keep] * np.sqrt(eigenvalues[keep])
 
 
 def gaussian_posterior(x_BxKxD, y_BxK, mean_D, cov_DxD, noise_std: float) -> Array:

@@ -18,12 +18,6 @@ from icl_jax.errors import UserError
 from icl_jax.evaluation import linear_scoring, plot, predictors, prompts, scorers, statistics
 
 
-def restore_params(config, workdir, step: int | None):
-    """(step, graphdef, params) of a checkpoint in WORKDIR (the latest when step is None),
-    restored onto this process's devices whatever topology wrote it (run_model.restore_params)."""
-    return run_model.restore_params(config, workdir, step)
-
-
 def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: int | None = None,
              verbose: bool = True, probe_prompts: int = linear_scoring.PROBE_PROMPTS) -> dict:
     workdir = pathlib.Path(workdir)
@@ -31,7 +25,7 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
     num_prompts = config.eval.num_prompts if num_prompts is None else num_prompts
     if num_prompts < 2:
         raise UserError(f"--num_prompts must be at least 2 (for the bootstrap), got {num_prompts}")
-    step, graphdef, params = restore_params(config, workdir, step)
+    step, graphdef, params = run_model.restore_params(config, workdir, step)
     task = tasks.get_task(config.task, config.data)
     x_NxKxD, y_NxK, w_NxD = prompts.eval_prompts(config, num_prompts)
 

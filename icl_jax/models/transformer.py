@@ -74,14 +74,14 @@ class Transformer(nnx.Module):
     `compute_dtype` (bfloat16 matmuls, float32 parameters and residual stream), `remat`
     (recompute each block in the backward pass), `scan_layers` (one compiled block scanned
     over stacked parameters: compile time independent of depth). `attention_impl` and
-    `dense_impl` ("auto", or None for it, or an explicit choice: config.py) say how the blocks'
+    `dense_impl` ("auto" or an explicit choice: config.py) say how the blocks'
     operations run; models/ops.py picks that here, once, and raises UserError for a choice that
     cannot run."""
 
     def __init__(self, n_dims: int, n_positions: int, n_embd: int, n_layer: int, n_head: int,
                  type_channel: bool = False, compute_dtype: str = "float32", remat: bool = False,
-                 scan_layers: bool = False, attention_impl: str | None = None, label_classes: int = 0,
-                 dense_impl: str | None = None, *, rngs: nnx.Rngs):
+                 scan_layers: bool = False, attention_impl: str = "auto", label_classes: int = 0,
+                 dense_impl: str = "auto", *, rngs: nnx.Rngs):
         self.max_tokens = 2 * n_positions
         self.type_channel, self.remat, self.scan_layers = type_channel, remat, scan_layers
         self.label_classes = label_classes
@@ -89,7 +89,7 @@ class Transformer(nnx.Module):
         self.read_in = nnx.Linear(width, n_embd, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
         self.wpe = nnx.Param(_INIT(rngs.params(), (self.max_tokens, n_embd)))
         dtype = jnp.dtype(compute_dtype)
-        ops = ops_lib.select(attention_impl or "auto", dense_impl or "auto", dtype, n_embd, n_head)
+        ops = ops_lib.select(attention_impl, dense_impl, dtype, n_embd, n_head)
         block_args = (n_embd, n_head, n_layer, ops, dtype)
         if scan_layers:
             @nnx.split_rngs(splits=n_layer)

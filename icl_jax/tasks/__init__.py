@@ -75,7 +75,13 @@ def get_task(t: ml_collections.ConfigDict, data: ml_collections.ConfigDict | Non
     examples from (None: the defaults)."""
     family = _family(t)
     family.check_config(t)
-    return family.make(t, data) if getattr(family, "HOST_FED", False) else family.make(t)
+    if not getattr(family, "HOST_FED", False):
+        return family.make(t)
+    if data is None:
+        from icl_jax import config  # late: config builds its task schema from this registry
+
+        data = config.default_config().data
+    return family.make(t, data)
 
 
 __all__ = ["LOSSES", "SHARED_KEYS", "TASK_NAMES", "config_keys", "LinearTask", "Prompts", "RegressionTask", "Task", "check_task_config", "curriculum_key", "get_task",

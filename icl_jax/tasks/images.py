@@ -177,8 +177,7 @@ def label_classes(t) -> int:
     return t.num_classes
 
 
-def make(t, data=None) -> ImageTask:
-    """data: config.data (None: the data sets in tfds's default folder, read as stored)."""
-    data_dir, in_memory = ("", False) if data is None else (data.data_dir, data.in_memory)
-    return ImageTask(t.name, t.n_dims, t.n_points, t.num_classes, t.dataset, data_dir, t.image_size,
-                     t.num_tasks, t.pool_seed, eval_dataset_names(t), in_memory)
+def make(t, data) -> ImageTask:
+    """data: config.data, where the data sets live and how they are read."""
+    return ImageTask(t.name, t.n_dims, t.n_points, t.num_classes, t.dataset, data.data_dir, t.image_size,
+                     t.num_tasks, t.pool_seed, eval_dataset_names(t), data.in_memory)

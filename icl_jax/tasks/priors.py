@@ -19,6 +19,19 @@ from typing import Union
 import numpy as np
 
 
+def covariance_factor(cov_DxD: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
+    """F_DxR with F Fᵀ = cov (float64 eigendecomposition; eigenvalues below rel_tol · the
+    largest dropped, so R is the rank)."""
+    cov = np.asarray(cov_DxD, np.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12):
+        raise ValueError("cov_DxD must be a symmetric square matrix")
+    eigenvalues, vectors = np.linalg.eigh(cov)
+    if eigenvalues.min() < -1e-9 * max(eigenvalues.max(), 1e-300):
+        raise ValueError(f"cov_DxD is not positive semi-definite (eigenvalue {eigenvalues.min():.3g})")
+    keep = eigenvalues > rel_tol * max(eigenvalues.max(), 0.0)
+    return vectors[:, keep] * np.sqrt(eigenvalues[keep])
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class GaussianPrior:
     """w ~ N(mean_D, cov_DxD); cov may be singular (w then lives in its range)."""
@@ -34,10 +47,8 @@ class GaussianPrior:
         return float(np.trace(self.cov_DxD) + self.mean_D @ self.mean_D)
 
     def factor_DxR(self) -> np.ndarray:
-        """F with F Fᵀ = cov (eigendecomposition, so a singular cov is fine): w = mean + F z."""
-        eigenvalues, vectors = np.linalg.eigh(self.cov_DxD)
-        keep = eigenvalues > 1e-12 * max(eigenvalues.max(), 0.0)
-        return vectors[:, keep] * np.sqrt(eigenvalues[keep])
+        """F with F Fᵀ = cov (so a singular cov is fine): w = mean + F z."""
+        return covariance_factor(self.cov_DxD)
 
 
 def supports(n_dims: int, sparsity: int) -> np.ndarray:
