@@ -104,7 +104,7 @@ def test_two_independent_calls_in_one_program_finish():
 
 
 def test_model_takes_the_kernel_on_cpu_and_agrees_with_the_xla_reference():
-    """attention_impl None (auto) picks the kernel on CPU for float32 and head width 16·n,
+    """attention_impl "auto" picks the kernel on CPU for float32 and head width 16·n,
     and the einsum core otherwise; the kernel's model computes the plain XLA model's numbers."""
     x = jax.random.normal(jax.random.key(1), (4, 9, 3))
     y = jax.random.normal(jax.random.key(2), (4, 9))
@@ -117,7 +117,7 @@ def test_model_takes_the_kernel_on_cpu_and_agrees_with_the_xla_reference():
         hlo = jitted.lower(params).compile().as_text()
         return jitted(params), "icl_causal_attention_cpu_forward" in hlo
 
-    (loss_k, grads_k), used = run(None)
+    (loss_k, grads_k), used = run("auto")
     assert used
     (loss_x, grads_x), used = run("xla")
     assert not used
@@ -125,8 +125,8 @@ def test_model_takes_the_kernel_on_cpu_and_agrees_with_the_xla_reference():
     for a, b in zip(jax.tree.leaves(grads_k), jax.tree.leaves(grads_x), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert not run("einsum")[1]
-    assert not run(None, n_embd=48, n_head=2)[1]  # head width 24: the einsum core
-    assert not run(None, compute_dtype="bfloat16")[1]
+    assert not run("auto", n_embd=48, n_head=2)[1]  # head width 24: the einsum core
+    assert not run("auto", compute_dtype="bfloat16")[1]
     with pytest.raises(UserError, match="'cpu_kernel' cannot run: its head width must be a multiple of 16, got 24"):
         run("cpu_kernel", n_embd=48, n_head=2)
 
@@ -190,7 +190,7 @@ from icl_jax.errors import UserError
 from icl_jax.models import transformer
 x, y = jax.random.normal(jax.random.key(1), (2, 5, 3)), jax.random.normal(jax.random.key(2), (2, 5))
 run = lambda impl: transformer.Transformer(3, 5, 32, 2, 2, attention_impl=impl, rngs=nnx.Rngs(params=0))(x, y)
-assert jnp.array_equal(run(None), run("einsum")) and jnp.array_equal(run(None), run(None))
+assert jnp.array_equal(run("auto"), run("einsum")) and jnp.array_equal(run("auto"), run("auto"))
 try:
     run("cpu_kernel")
 except UserError as e:

@@ -109,7 +109,7 @@ def test_normalize_under_vmap():
 
 
 def test_model_takes_the_kernels_on_cpu_and_agrees_with_xla():
-    """dense_impl None (auto) takes the gradient kernel for every block layer whose output
+    """dense_impl "auto" takes the gradient kernel for every block layer whose output
     width is a multiple of 64 in float32 and the layer-norm kernel for widths 16·k (scale and
     shift folded into the next layer), and gives the XLA model's loss and gradients."""
     x = jax.random.normal(jax.random.key(1), (4, 9, 3))
@@ -124,16 +124,16 @@ def test_model_takes_the_kernels_on_cpu_and_agrees_with_xla():
         return jitted(params), tuple(hlo.count(f'custom_call_target="{t}"') for t in (
             "icl_dense_weight_grad_cpu", "icl_normalize_cpu", "icl_normalize_vjp_cpu"))
 
-    (loss_k, grads_k), calls = run(None)
+    (loss_k, grads_k), calls = run("auto")
     assert calls == (8, 4, 4)  # 2 blocks × (qkv, attention out, MLP in, MLP out) and 2 norms each
     (loss_x, grads_x), calls = run("xla")
     assert calls == (0, 0, 0)
     np.testing.assert_allclose(loss_k, loss_x, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads_k), jax.tree.leaves(grads_x), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
-    assert run(None, n_embd=32)[1] == (2, 4, 4)  # only MLP in (32 -> 128) has an output width of 64·n
-    assert run(None, n_embd=40)[1] == (0, 0, 0)  # 40 wide: neither kernel applies
-    assert run(None, compute_dtype="bfloat16")[1] == (0, 0, 0)
+    assert run("auto", n_embd=32)[1] == (2, 4, 4)  # only MLP in (32 -> 128) has an output width of 64·n
+    assert run("auto", n_embd=40)[1] == (0, 0, 0)  # 40 wide: neither kernel applies
+    assert run("auto", compute_dtype="bfloat16")[1] == (0, 0, 0)
     with pytest.raises(UserError, match="'cpu_kernel' cannot run: it takes float32 only, the compute dtype is bfloat16"):
         run("cpu_kernel", compute_dtype="bfloat16")
     with pytest.raises(UserError, match="'cpu_kernel' cannot run: its output width must be a multiple of 64, got 96"):
@@ -155,7 +155,7 @@ def grads(impl):
     graphdef, params = nnx.split(transformer.Transformer(3, 5, 64, 2, 2, attention_impl="einsum", dense_impl=impl,
                                                          rngs=nnx.Rngs(params=0)), nnx.Param)
     return jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p)(x, y)))(params)
-assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(grads(None)), jax.tree.leaves(grads("xla"))))
+assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(grads("auto")), jax.tree.leaves(grads("xla"))))
 try:
     grads("cpu_kernel")
 except UserError as e:
