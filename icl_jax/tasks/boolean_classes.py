@@ -169,18 +169,28 @@ class Disjunction(_OneTermOfLiterals):
     class_learners = (ClassLearner.DISJUNCTION_ELIMINATION,)
 
 
-class SparseDisjunction(Disjunction):
+class _UniformSubset:
+    """Mixin: the function is a uniform subset of `subset_size` of the n variables, C(n, s)
+    functions."""
+    subset_size: int
+
+    def draw_functions(self, key, batch_size):
+        return priors.fixed_size_subset(key, batch_size, self.n_dims, self.subset_size)
+
+    def hypothesis_count(self):
+        return math.comb(self.n_dims, self.subset_size)
+
+    def hypotheses(self):
+        return priors.subsets(self.n_dims, self.subset_size)
+
+
+class SparseDisjunction(_UniformSubset, Disjunction):
     """Monotone: sparse_disjunction_size positive literals, a uniform subset."""
     name = "sparse_disjunction"
 
-    def draw_functions(self, key, batch_size):
-        return priors.fixed_size_subset(key, batch_size, self.n_dims, self.sparse_disjunction_size)
-
-    def hypothesis_count(self):
-        return math.comb(self.n_dims, self.sparse_disjunction_size)
-
-    def hypotheses(self):
-        return priors.subsets(self.n_dims, self.sparse_disjunction_size)
+    @property
+    def subset_size(self) -> int:
+        return self.sparse_disjunction_size
 
 
 class _Clauses(_RewrittenIntoMinority):
@@ -270,20 +280,15 @@ class Parity(BooleanTask):
         return priors.subsets(self.n_dims)
 
 
-class SparseParity(BooleanTask):
+class SparseParity(_UniformSubset, BooleanTask):
     """parity_size bits of n, a uniform subset (the field's parity-(n, k))."""
     name = "sparse_parity"
     label_fn = staticmethod(bf.parity)
     class_learners = (ClassLearner.GF2_ELIMINATION,)
 
-    def draw_functions(self, key, batch_size):
-        return priors.fixed_size_subset(key, batch_size, self.n_dims, self.parity_size)
-
-    def hypothesis_count(self):
-        return math.comb(self.n_dims, self.parity_size)
-
-    def hypotheses(self):
-        return priors.subsets(self.n_dims, self.parity_size)
+    @property
+    def subset_size(self) -> int:
+        return self.parity_size
 
 
 class NearestNeighbour(BooleanTask):
