@@ -118,6 +118,7 @@ def main():
     for size in args.sizes.split(","):
         config = config_lib.default_config()  # the reference linear task
         config_lib.apply_model_preset(config, size)
+        config_lib.validate(config)  # fills the preset's sizes
         ours, state, ours_first, _ = train_step.first_step(config)
         theirs = {m: TorchStep(args.torch_python, config, m, args.warmup) for m in modes}
         _, state = train_step.timed_steps(ours, state, args.warmup)

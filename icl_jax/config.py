@@ -16,13 +16,6 @@ from icl_jax.errors import UserError
 ATTENTION_IMPLS = ("auto", "cpu_kernel", "einsum", "xla", "cudnn")
 DENSE_IMPLS = ("auto", "cpu_kernel", "xla")
 
-# (n_layer, n_head, n_embd): the field's GPT-2 sizes.
-MODEL_PRESETS = {
-    "tiny": (3, 2, 64),
-    "small": (6, 4, 128),
-    "standard": (12, 8, 256),
-}
-
 
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -45,14 +38,20 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.in_memory = False  # tfds sets: decode each split into memory once (the listed sets: 47-225 MB)
 
     c.model = ml_collections.ConfigDict()
-    c.model.kind = "transformer"  # or linear_attention (models/linear_attention.py: n_layer, n_head; no MLP)
-    c.model.n_layer, c.model.n_head, c.model.n_embd = MODEL_PRESETS["standard"]
+    c.model.kind = "transformer"  # or linear_attention, lstm, gru, mamba, hybrid, retnet (docs/models.md)
+    # tiny | small | standard: the kind's preset, matched to the transformer's of that name in
+    # parameter count (the transformer's are the field's GPT-2 sizes: 3/2/64, 6/4/128, 12/8/256).
+    c.model.size = "standard"
+    c.model.n_layer = 0  # 0: model.size's preset for model.kind; a positive value overrides it
+    c.model.n_head = 0  # as n_layer (kinds with attention or retention heads)
+    c.model.n_embd = 0  # as n_layer (every kind but linear_attention)
     c.model.n_positions = 101  # most in-context points the model accepts (2 tokens each)
     c.model.type_channel = False  # an extra input channel marking y tokens (models/tokens.py)
     c.model.compute_dtype = "float32"  # or bfloat16: matmuls only; parameters stay float32
     c.model.remat = False  # recompute each block in the backward pass (memory for compute)
     c.model.scan_layers = False  # scan one block over stacked layers: depth-independent compile
     c.model.attention_impl = "auto"  # CPU: the C++ kernel where a compiler builds it, else einsum; elsewhere jax.nn.dot_product_attention's choice; or cpu_kernel | einsum | xla | cudnn
+    c.model.ssm_state = 16  # mamba, hybrid: the state's numbers per channel (N of the Mamba paper)
     c.model.dense_impl = "auto"  # CPU: the blocks' layer norms and weight/bias gradients in C++ kernels where they build and apply (float32; width 16·k, output width 64·k), else XLA; or cpu_kernel | xla
 
     c.train = ml_collections.ConfigDict()
@@ -91,9 +90,15 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def apply_model_preset(config: ml_collections.ConfigDict, name: str) -> None:
-    if name not in MODEL_PRESETS:
-        raise UserError(f"unknown model preset {name!r}; known: {sorted(MODEL_PRESETS)}")
-    config.model.n_layer, config.model.n_head, config.model.n_embd = MODEL_PRESETS[name]
+    """model.size = name, with the sized keys back at 0 (from the preset): validate fills
+    them for whatever model.kind the run ends up with, the command line's included."""
+    from icl_jax import models  # late: the schema needs no model
+
+    if name not in models.SIZES:
+        raise UserError(f"unknown model preset {name!r}; known: {', '.join(models.SIZES)}")
+    config.model.size = name
+    for key in models.SIZED_KEYS:
+        config.model[key] = 0
 
 
 def _flatten(cfg, prefix=""):
@@ -145,17 +150,17 @@ def _positive(config, *paths: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, curriculum_set: bool = False) -> ml_collections.ConfigDict:
-    """Raises UserError naming the first bad key; returns the config for chaining.
+    """Raises UserError naming the first bad key; returns the config for chaining. Fills the
+    model's sized keys left at 0 from model.size's preset for model.kind (models.complete).
 
     The curriculum's start values are checked when it is on (curriculum.interval > 0), or when
     `curriculum_set` says the command line set curriculum keys: a curriculum turned off in the
     config file must not hide, say, a dims_start above task.n_dims."""
-    from icl_jax import tasks  # the registry knows which task names exist
+    from icl_jax import models, tasks  # the registries know which task names and model kinds exist
 
     _check_keys(config)
     t, m, tr, cu, ev = config.task, config.model, config.train, config.curriculum, config.eval
-    _positive(config, "task.n_dims", "task.n_points", "model.n_layer", "model.n_head",
-              "model.n_embd", "model.n_positions", "train.steps", "train.batch_size",
+    _positive(config, "task.n_dims", "task.n_points", "model.n_positions", "train.steps", "train.batch_size",
               "train.learning_rate", "train.log_every", "train.checkpoint_every",
               "train.keep_last", "train.keep_every", "eval.num_prompts", "eval.batch_size",
               "eval.bootstrap_samples", "data.prefetch")
@@ -165,10 +170,9 @@ def validate(config: ml_collections.ConfigDict, curriculum_set: bool = False) ->
             f"task.n_points={t.n_points} is longer than the model accepts "
             f"(model.n_positions={m.n_positions})"
         )
-    if m.kind not in ("transformer", "linear_attention"):
-        raise UserError(f"model.kind must be 'transformer' or 'linear_attention', got {m.kind!r}")
-    if m.kind == "linear_attention" and tasks.label_classes(t):
-        raise UserError("model.kind='linear_attention' reads out one real number: it cannot take a task with label classes")
+    if m.ssm_state < 1:
+        raise UserError(f"model.ssm_state must be positive, got {m.ssm_state!r}")
+    models.complete(m, default_config().model, tasks.label_classes(t))
     if tr.loss_positions not in ("all", "last"):
         raise UserError(f"train.loss_positions must be 'all' or 'last', got {tr.loss_positions!r}")
     if m.compute_dtype not in ("float32", "bfloat16"):
@@ -176,8 +180,6 @@ def validate(config: ml_collections.ConfigDict, curriculum_set: bool = False) ->
     for key, known in (("attention_impl", ATTENTION_IMPLS), ("dense_impl", DENSE_IMPLS)):
         if m[key] not in known:
             raise UserError(f"model.{key} must be one of {', '.join(known)}, got {m[key]!r}")
-    if m.n_embd % m.n_head:
-        raise UserError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
     if tr.schedule not in ("constant", "cosine"):
         raise UserError(f"train.schedule must be 'constant' or 'cosine', got {tr.schedule!r}")
     if tr.warmup_steps < 0 or tr.grad_clip < 0:

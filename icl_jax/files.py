@@ -18,7 +18,8 @@ from icl_jax.errors import UserError
 
 # Keys that may change between a run and its resumption: they do not change the trained math
 # (train.steps only while the learning-rate schedule does not depend on it).
-RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every", "train.keep_last",
+# model.size only says where the sized keys came from; the saved config holds their values.
+RESUMABLE_CHANGES = ("model.size", "train.log_every", "train.checkpoint_every", "train.keep_last",
                      "train.keep_every", "train.batch_splits", "eval.", "parallel.", "data.")
 
 
@@ -107,7 +108,17 @@ def with_schema_defaults(saved: dict) -> dict:
                 base[key] = value
         return base
 
-    return merge(config_lib.default_config().to_dict(), _moved_keys_in_place(saved, config_lib.MOVED_KEYS))
+    return merge(config_lib.default_config().to_dict(),
+                 _before_model_sizes(_moved_keys_in_place(saved, config_lib.MOVED_KEYS)))
+
+
+def _before_model_sizes(saved: dict) -> dict:
+    """A config saved before model.size existed held every sized key, the transformer's
+    n_embd included where the kind has no width (linear_attention): dropped, as 0 says now."""
+    model = saved.get("model", {})
+    if "size" not in model and model.get("kind") == "linear_attention":
+        model["n_embd"] = 0
+    return saved
 
 
 def _moved_keys_in_place(saved: dict, moved: dict[str, str]) -> dict:

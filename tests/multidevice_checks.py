@@ -161,8 +161,27 @@ def indivisible_batch_is_refused(workdir: pathlib.Path) -> None:
         raise AssertionError("batch 12 on 8 devices was accepted")
 
 
+def every_kind_trained_on_eight_restores_on_one(workdir: pathlib.Path) -> None:
+    """Each model kind trains data-parallel on 8 devices, and its checkpoint restores on one
+    device with the values that were saved. (That 8 devices train as one does not depend on
+    the model: sharded_equals_single checks it once.)"""
+    from icl_jax import run_model
+    from tests.test_model_kinds_training import KINDS, kind_config
+
+    for kind in KINDS:
+        c = kind_config(kind)
+        c.train.steps = 10
+        eight = loop.train(c, workdir / kind / "eight", mesh=EIGHT)
+        assert len(jax.tree.leaves(eight["params"])[0].sharding.device_set) == 8
+        step, _, params = run_model.restore_params(c, workdir / kind / "eight", None, mesh=ONE)
+        assert step == 10 and len(jax.tree.leaves(params)[0].sharding.device_set) == 1
+        for u, v in zip(jax.tree.leaves(params), jax.tree.leaves(eight["params"]), strict=True):
+            np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
 CHECKS = ["sharded_equals_single", "batch_is_sharded", "fsdp_equals_replicated",
-          "checkpoints_move_between_topologies", "split_batch_stays_on_its_devices", "indivisible_batch_is_refused"]
+          "checkpoints_move_between_topologies", "split_batch_stays_on_its_devices", "indivisible_batch_is_refused",
+          "every_kind_trained_on_eight_restores_on_one"]
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import pytest
 from flax import nnx
 
 from icl_jax import baselines, models, tasks
-from icl_jax.analysis import attention, common, gd_comparison, learning_curve, probes, shift, similarity
+from icl_jax.analysis import attention, common, gd_comparison, learning_curve, probes, shift, similarity, state
 from icl_jax.baselines import gradient_descent
+from icl_jax.errors import UserError
 from icl_jax.models import linear_attention
 from icl_jax.training import loop
 from tests.conftest import run_cli_in_process, small_config
@@ -281,3 +282,88 @@ def test_spectrum_refuses_a_run_that_is_not_a_fourier_series(trained):
     assert r.stderr.strip().splitlines()[-1] == ("error: the spectrum is defined for Fourier-series runs, "
                                                  "this run's task is 'linear'")
     assert not (trained / "eval" / "spectrum_step_40.json").exists()
+
+
+# ---- state size against error at k = 2d, over runs ----
+@pytest.fixture(scope="module")
+def trained_lstm(tmp_path_factory):
+    """A second kind beside `trained`'s transformer, same task: a 2×16 LSTM, 10 steps."""
+    workdir = tmp_path_factory.mktemp("analysis_lstm")
+    c = small_config(n_dims=3, n_points=7)
+    c.model.kind, c.model.n_head, c.model.n_embd = "lstm", 0, 16  # no heads
+    c.train.steps, c.train.checkpoint_every, c.train.warmup_steps = 10, 10, 2
+    loop.train(c, workdir)
+    return workdir
+
+
+def test_state_analysis_over_two_kinds(trained, trained_lstm, tmp_path):
+    from icl_jax import files, run_model
+    from icl_jax.evaluation import prompts
+
+    result, _ = state.analyze([trained, trained_lstm], num_prompts=16)
+    rows = result["rows"]
+    assert [r["kind"] for r in rows] == ["transformer", "lstm"] and [r["step"] for r in rows] == [40, 10]
+    assert [(r["n_layer"], r["n_head"], r["n_embd"]) for r in rows] == [(2, 2, 32), (2, 0, 16)]
+    assert result["k_target"] == 6 and all(r["k"] == 6 and r["k_is_2d"] for r in rows)
+    assert result["reference_state_floats"] == 7.5  # d²/2 + d, d = 3
+    for r, workdir in zip(rows, (trained, trained_lstm)):
+        config, model = run_model.load(workdir)
+        params = nnx.state(model, nnx.Param)
+        assert r["state_floats"] == models.state_size(config.model, 3, 7)
+        assert r["parameters"] == models.param_count(params) == sum(a.size for a in jax.tree.leaves(params))
+    assert [r["state_floats"] for r in rows] == [2 * 2 * 32 * 13, 2 * 2 * 16]  # KV cache; LSTM h and c
+    # the LSTM's error at k = 6, recomputed: squared error against x·w in float64, over E[y²] = d
+    config, model = run_model.load(trained_lstm)
+    x, y, w = prompts.eval_prompts(config, 16)
+    yhat = np.asarray(jax.jit(lambda x, y: model(x, y))(x, y), np.float64)
+    y_exact = np.einsum("nkd,nd->nk", np.asarray(x, np.float64), np.asarray(w, np.float64))
+    want = ((yhat[:, 6] - y_exact[:, 6]) ** 2).mean() / 3.0
+    assert rows[1]["error"] == pytest.approx(want, rel=1e-5)
+    assert rows[1]["ci_low"] <= rows[1]["error"] <= rows[1]["ci_high"]
+    table = state.table(result)
+    assert "lstm" in table and "64" in table and f"{rows[1]['error']:.4f}" in table and "*" not in table
+    # a single run works; a run of another dimension, or a directory that is no run, is refused
+    single, _ = state.analyze([trained_lstm], num_prompts=16)
+    assert single["rows"] == rows[1:]
+    other = tmp_path / "other_d"
+    saved = json.loads((trained_lstm / "config.json").read_text())
+    saved["task"]["n_dims"] = 4
+    files.write_json(other / "config.json", saved)
+    with pytest.raises(UserError, match=f"{trained} is linear d=3, {other} is linear d=4"):
+        state.analyze([trained, other])
+    with pytest.raises(UserError, match=f"is {tmp_path / 'none'} the --workdir of a training run"):
+        state.analyze([trained, tmp_path / "none"])
+    # the CLI, once: the default --out is the first run's analysis/
+    done = _cli("--what=state", f"--workdir={trained},{trained_lstm}", "--num_prompts=16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    on_disk = json.loads((trained / "analysis" / "state.json").read_text())
+    assert [r["kind"] for r in on_disk["rows"]] == ["transformer", "lstm"]
+    for mine, theirs in zip(on_disk["rows"], rows):
+        assert mine["state_floats"] == theirs["state_floats"] and mine["parameters"] == theirs["parameters"]
+        assert mine["error"] == pytest.approx(theirs["error"], rel=1e-5)
+    assert (trained / "analysis" / "state.png").stat().st_size > 10_000
+    assert "lstm" in done.stdout and "state.json" in done.stdout
+
+
+def test_state_analysis_k_error_measure_and_bad_flags(trained, tmp_path):
+    """A prompt shorter than 2d + 1: the last k, marked. A Boolean task: the error rate as
+    evaluate counts it (a logit of 0 is wrong). Flags that do not go with --what=state."""
+    from types import SimpleNamespace
+
+    assert [state.target_k(3, n) for n in (7, 9, 5, 2)] == [6, 6, 4, 1]
+    row = dict(workdir="r", step=1, kind="gru", size="tiny", n_layer=1, n_head=0, n_embd=8, parameters=9,
+               state_floats=8, k=4, k_is_2d=False, error=0.5, ci_low=0.4, ci_high=0.6)
+    table = state.table({"metric": "m", "k_target": 6, "task": "linear", "n_dims": 3, "rows": [row]})
+    assert "   4*" in table and "shorter than 2d + 1" in table
+    c = small_config(name="conjunction", n_dims=4, n_points=5)
+    task = tasks.get_task(c.task)
+    y = np.array([[1.0, -1.0, 1.0, -1.0]])
+    logits = np.array([[2.0, -0.5, 0.0, 3.0]])  # right, right, undecided (wrong), wrong
+    fake = SimpleNamespace(task=task, predict=lambda x, y: logits)
+    np.testing.assert_array_equal(state.model_errors(fake, np.zeros((1, 4, 4)), y, None), [[0, 0, 1, 1]])
+    assert state.metric("boolean") == "error rate (1 − accuracy)"
+    for args, message in [(("--what=gd", f"--workdir={trained},{trained}"), "go with --what=state only"),
+                          (("--what=state", f"--workdir={trained}", "--k=3"), "--k does not apply"),
+                          (("--what=gd", f"--workdir={trained}", f"--out={tmp_path}"), "--out goes with")]:
+        r = run_cli_in_process("icl_jax.analyze", *args)
+        assert r.returncode == 1 and message in r.stderr.strip().splitlines()[-1], (args, r.stderr)

@@ -23,7 +23,7 @@ def test_every_config_file_validates(path, arg):
 
 
 def test_linear_standard_is_the_reference_run():
-    c = _load("linear").get_config("standard")
+    c = config_lib.validate(_load("linear").get_config("standard"))
     assert (c.task.n_dims, c.task.n_points) == (20, 41)
     assert (c.model.n_layer, c.model.n_head, c.model.n_embd) == (12, 8, 256)
     assert (c.train.batch_size, c.train.learning_rate, c.train.steps) == (64, 1e-4, 500_000)
@@ -57,7 +57,7 @@ def test_unknown_task_name_lists_the_known_ones():
 def test_non_positive_sizes(key):
     c = small_config()
     section, name = key.split(".")
-    c[section][name] = 0
+    c[section][name] = -1 if key == "model.n_layer" else 0  # a model size of 0 means "from the preset"
     _expect(c, f"'{key}' must be positive")
 
 
@@ -88,7 +88,7 @@ def test_a_run_saved_before_new_keys_existed_still_loads(tmp_path):
 
     from icl_jax import files
 
-    saved = config_lib.default_config().to_dict()
+    saved = config_lib.validate(config_lib.default_config()).to_dict()  # as train saves it: sizes filled
     del saved["model"]["type_channel"], saved["eval"]["bootstrap_samples"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     loaded = config_lib.validate(files.load_run_config(tmp_path))
@@ -182,7 +182,7 @@ def test_a_run_saved_with_pipeline_keys_in_task_loads_and_resumes_with_them_in_d
 
     from icl_jax import files
 
-    saved = config_lib.default_config().to_dict()
+    saved = config_lib.validate(config_lib.default_config()).to_dict()  # as train saves it: sizes filled
     del saved["data"]
     saved["task"].update(prefetch=7, data_in_memory=True, data_dir="/datasets")
     (tmp_path / "config.json").write_text(json.dumps(saved))
@@ -198,3 +198,37 @@ def test_every_config_key_is_documented():
     missing = [path for path, _ in config_lib._flatten(config_lib.default_config())
                if f"`{path}`" not in text and f"`{path.split('.')[-1]}`" not in text]
     assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+def test_a_run_saved_before_model_sizes_keeps_its_sizes_and_resumes(tmp_path):
+    """Before model.size, a config.json held the sizes themselves (and linear_attention runs
+    the transformer's unused width): they load as they were and resume under today's config."""
+    import json
+
+    from icl_jax import files
+
+    saved = config_lib.validate(small_config()).to_dict()
+    del saved["model"]["size"], saved["model"]["ssm_state"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = config_lib.validate(files.load_run_config(tmp_path))
+    assert (loaded.model.n_layer, loaded.model.n_head, loaded.model.n_embd) == (2, 2, 32)
+    files.record_run_config(tmp_path, loaded)
+
+    saved["model"].update(kind="linear_attention", n_layer=1, n_head=1, n_embd=256)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = config_lib.validate(files.load_run_config(tmp_path))
+    assert (loaded.model.n_layer, loaded.model.n_head, loaded.model.n_embd) == (1, 1, 0)
+
+
+def test_the_size_preset_follows_the_kind_set_after_it():
+    """configs/linear.py picks the tiny size; a kind set afterwards (the command line) gets its
+    own tiny preset, and a width set by hand overrides the preset's."""
+    c = _load("linear").get_config()
+    c.model.kind = "lstm"
+    config_lib.validate(c)
+    assert (c.model.size, c.model.n_layer, c.model.n_embd, c.model.n_head) == ("tiny", 3, 80, 0)
+    c = _load("linear").get_config()
+    c.model.kind, c.model.n_embd = "mamba", 24
+    config_lib.validate(c)
+    assert (c.model.n_layer, c.model.n_embd) == (6, 24)
+

@@ -1,9 +1,12 @@
+import contextlib
+import io
 import json
 import pathlib
 import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -24,6 +27,15 @@ def trained(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    """(result, what it printed) of evaluate on the trained run, once for the module."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = run.evaluate(trained, verbose=True)
+    return result, printed.getvalue()
+
+
 def _non_finite(tree, path="") -> list[str]:
     """The paths of the non-finite numbers in a JSON tree (json writes them as NaN, Infinity)."""
     if isinstance(tree, dict):
@@ -33,8 +45,8 @@ def _non_finite(tree, path="") -> list[str]:
     return [path] if isinstance(tree, float) and not np.isfinite(tree) else []
 
 
-def test_evaluate_end_to_end(trained):
-    result = run.evaluate(trained, verbose=False)
+def test_evaluate_end_to_end(trained, evaluated):
+    result, _ = evaluated
     on_disk = json.loads((trained / "eval" / "step_40.json").read_text())
     assert not _non_finite(on_disk), _non_finite(on_disk)  # every mean, interval, difference and probe
     assert on_disk == json.loads(json.dumps(result))
@@ -82,6 +94,26 @@ def test_evaluate_end_to_end(trained):
     # ridge and the posterior have the same w
     np.testing.assert_allclose(probe["agreement"]["ridge"]["squared_error"],
                                probe["agreement"]["bayes"]["squared_error"], rtol=1e-4)
+
+
+def test_evaluate_reports_the_model_it_scored(trained, evaluated):
+    """The "model" entry, against the run's parameters restored and counted here, and the state
+    size of the transformer's key-value cache: 2 layers × (key + value) × width 32 × 13 tokens."""
+    from flax import nnx
+
+    from icl_jax import models, run_model
+
+    result, printed = evaluated
+    config, model = run_model.load(trained)
+    parameters = sum(a.size for a in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    want = {"kind": "transformer", "size": "tiny", "n_layer": 2, "n_head": 2, "n_embd": 32,
+            "parameters": models.param_count(nnx.state(model, nnx.Param)),
+            "state_floats": models.state_size(config.model, 3, 7)}
+    assert result["model"] == want and want["parameters"] == parameters > 10_000
+    assert want["state_floats"] == 2 * 2 * 32 * 13
+    assert json.loads((trained / "eval" / "step_40.json").read_text())["model"] == want
+    line = f"model: transformer tiny (2×32, 2 heads), {parameters:,} parameters, state 1,664 floats per prompt"
+    assert printed.splitlines()[0] == line, printed[:500]  # before the table
 
 
 @pytest.mark.slow

@@ -66,9 +66,12 @@ def test_model_kind_selects_the_model_and_bad_combinations_are_rejected():
     c = small_config()
     assert type(nnx.eval_shape(lambda: models.build(c.model, c.task.n_dims, tasks.label_classes(c.task)))).__name__ == "Transformer"
     c.model.kind = "linear_attention"
+    with pytest.raises(UserError, match="model.n_embd=32 does not apply to model.kind='linear_attention'"):
+        config_lib.validate(c)  # it has no width: a width set for it would be ignored
+    c.model.n_embd = 0
     config_lib.validate(c)
     assert isinstance(nnx.eval_shape(lambda: models.build(c.model, c.task.n_dims, tasks.label_classes(c.task))), linear_attention.LinearAttentionModel)
-    c.model.kind = "lstm"
+    c.model.kind = "rnn"
     with pytest.raises(UserError, match="model.kind"):
         config_lib.validate(c)
     c = small_config()
@@ -109,7 +112,7 @@ def test_loss_positions_last_scores_only_the_last_active_position():
 def test_a_linear_attention_run_trains_and_restores_through_the_usual_paths(tmp_path):
     """loop.train and evaluate's restore_params take the model from config.model.kind."""
     c = small_config(x_distribution="uniform")
-    c.model.kind, c.model.n_layer, c.model.n_head = "linear_attention", 2, 1
+    c.model.kind, c.model.n_layer, c.model.n_head, c.model.n_embd = "linear_attention", 2, 1, 0
     c.train.loss_positions, c.train.steps = "last", 20
     state = loop.train(c, tmp_path)
     step, graphdef, params = run_model.restore_params(c, tmp_path, None)

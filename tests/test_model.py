@@ -5,7 +5,7 @@ import pytest
 from flax import nnx
 
 from icl_jax import config as config_lib
-from icl_jax import tasks
+from icl_jax import models, tasks
 from icl_jax.kernels.cpu import build
 from icl_jax.models import attention, tokens, transformer
 from tests.conftest import require_kernel
@@ -26,9 +26,9 @@ def test_interleave_layout():
 
 
 def test_standard_model_has_9_53M_parameters():
-    config = config_lib.default_config()  # the reference sizes
+    config = config_lib.validate(config_lib.default_config())  # the reference sizes
     abstract = nnx.state(nnx.eval_shape(lambda: transformer.build(config.model, config.task.n_dims, tasks.label_classes(config.task))), nnx.Param)
-    count = transformer.param_count(abstract)
+    count = models.param_count(abstract)
     assert abs(count - 9.53e6) / 9.53e6 < 0.005, count
     assert count == 9_534_977  # 12 × 789,760 per block + read-in, 202 positions, final LN, read-out
 
@@ -37,6 +37,7 @@ def test_standard_model_has_9_53M_parameters():
 def test_presets(preset, expected):
     config = config_lib.default_config()
     config_lib.apply_model_preset(config, preset)
+    config_lib.validate(config)
     model = nnx.eval_shape(lambda: transformer.build(config.model, config.task.n_dims, tasks.label_classes(config.task)))
     assert len(model.blocks) == expected
 

@@ -53,11 +53,11 @@ def repeated_block(x_NxKxD: np.ndarray, y_NxK: np.ndarray) -> tuple[np.ndarray, 
 
 
 def analyze(run: common.Run, num_prompts: int, ks: list[int] | None = None):
-    if run.kind != "transformer":
-        raise UserError(f"--what=attention needs softmax attention; this run's model.kind is {run.kind!r}")
     config, task = run.config, run.task
     x, y, _ = prompts.eval_prompts(config, num_prompts)
-    attention = run.trace(x, y).attention_BxHxTxT
+    attention = run.trace(x, y).attention_BxHxTxT  # the softmax attention layers' (hybrid: every other layer's)
+    if attention is None:
+        raise UserError(f"--what=attention needs softmax attention; this run's model.kind is {run.kind!r}")
     xr, yr, period = repeated_block(x, y)
     repeated = run.trace(xr, yr).attention_BxHxTxT
     nn_scores = [nearest_neighbour_score(a, x) for a in attention]

@@ -3,6 +3,8 @@
 Writes WORKDIR/eval/step_<N>.json (curves, and the family scorer's extras: for the linear
 family the exact posterior's component weights, prediction differences, the weight probe),
 step_<N>.png (figure) and step_<N>_errors.npz (per-prompt errors, for paired comparisons).
+The JSON's "model" entry says what was scored: kind, size keys, parameters and the floats
+per prompt it holds about the context (models.state_size).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import jax
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import files, run_model, tasks
+from icl_jax import files, models, run_model, tasks
 from icl_jax.errors import UserError
 from icl_jax.evaluation import linear_scoring, plot, predictors, prompts, scorers, statistics
 
@@ -39,6 +41,7 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
         "curves": {name: statistics.curve(e, counts_RxN) for name, e in errors.items()},
         "raw_curves": {name: (e.mean(axis=0) * task.normalizer).tolist() for name, e in errors.items()},
         "seconds": scores.seconds, "task_config": config.task.to_dict(), "eval_seed": config.eval.seed,
+        "model": model_entry(config, params, task.n_points),
         **scores.report,
     }
     if jax.process_index() != 0:  # in a multi-process job every process scores, one writes
@@ -48,9 +51,20 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
     plot.plot_curves(result, out / f"step_{step}.png")
     files.write_npz(out / f"step_{step}_errors.npz", {n: e.astype(np.float32) for n, e in errors.items()})
     if verbose:
+        print(f"model: {models.describe(config.model, params, config.task.n_dims, task.n_points)}")
         print(format_table(result))
         print(f"wrote {out / f'step_{step}.json'} and .png")
     return result
+
+
+def model_entry(config, params, n_points: int) -> dict:
+    """What was scored: the model's kind and size keys (0 where the kind has no such key:
+    n_head of an LSTM, n_embd of linear attention), its parameter count, and the floats per
+    prompt it holds about the context when it reads the last query of an n_points prompt."""
+    m = config.model
+    return {"kind": m.kind, "size": m.size, "n_layer": int(m.n_layer), "n_head": int(m.n_head),
+            "n_embd": int(m.n_embd), "parameters": models.param_count(params),
+            "state_floats": models.state_size(m, config.task.n_dims, n_points)}
 
 
 def format_table(result: dict, max_rows: int = 12) -> str:

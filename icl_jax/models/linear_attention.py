@@ -31,6 +31,11 @@ from flax import nnx
 from icl_jax.errors import UserError
 from icl_jax.models.trace import Trace
 
+# Layers and heads as the transformer's presets of the same name: the construction has no
+# width of its own (W = D + 1), so no preset can match a transformer's parameter count.
+PRESETS = {"linear_attention": {"tiny": dict(n_layer=3, n_head=2), "small": dict(n_layer=6, n_head=4),
+                                "standard": dict(n_layer=12, n_head=8)}}
+OPTIONS = ()
 _HIGHEST = jax.lax.Precision.HIGHEST  # the construction must match GD to float32 rounding
 
 
@@ -113,8 +118,17 @@ def gradient_descent_params(n_dims: int, n_layer: int, n_head: int, step_size: f
     return {"layers": {i: {name: jnp.asarray(a) for name, a in layer.items()} for i in range(n_layer)}}
 
 
-def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,
-          key: jax.Array | int = 0) -> LinearAttentionModel:
+def check(m: ml_collections.ConfigDict, label_classes: int) -> None:
     if label_classes:
         raise UserError("model.kind='linear_attention' reads out one real number: it cannot take a task with label classes")
+
+
+def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,
+          key: jax.Array | int = 0) -> LinearAttentionModel:
+    check(m, label_classes)
     return LinearAttentionModel(input_width, m.n_layer, m.n_head, rngs=nnx.Rngs(params=key))
+
+
+def state_size(m: ml_collections.ConfigDict, input_width: int, n_points: int) -> int:
+    """What each layer reads of the context: its W×W moment matrix Σ e_i e_iᵀ."""
+    return m.n_layer * (input_width + 1) ** 2

@@ -19,13 +19,18 @@ import ml_collections
 from flax import nnx
 
 from icl_jax.models import attention, ops as ops_lib, tokens
+from icl_jax.models.sequence import SequenceModel
 from icl_jax.models.trace import Trace
 
+# (n_layer, n_head, n_embd): the field's GPT-2 sizes.
+PRESETS = {"transformer": {
+    "tiny": dict(n_layer=3, n_head=2, n_embd=64),
+    "small": dict(n_layer=6, n_head=4, n_embd=128),
+    "standard": dict(n_layer=12, n_head=8, n_embd=256),
+}}
+OPTIONS = ("type_channel", "compute_dtype", "remat", "scan_layers", "attention_impl", "dense_impl")
+
 _INIT = nnx.initializers.normal(0.02)
-# The read-in and read-out sit outside GPT-2 in the field's model and keep PyTorch's default
-# Linear init, U(±1/√fan_in). It matters: with N(0, 0.02) the input signal starts as small as
-# the position embedding and small models sit far longer on the initial loss plateau.
-_TORCH_LINEAR_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
 
 class Block(nnx.Module):
@@ -69,7 +74,7 @@ class Block(nnx.Module):
         return attention.causal_weights(q.transpose(0, 2, 1, 3) * (1 / math.sqrt(q.shape[-1])), k.transpose(0, 2, 1, 3))
 
 
-class Transformer(nnx.Module):
+class Transformer(SequenceModel):
     """Options that matter on accelerators, each checked against the plain path in the tests:
     `compute_dtype` (bfloat16 matmuls, float32 parameters and residual stream), `remat`
     (recompute each block in the backward pass), `scan_layers` (one compiled block scanned
@@ -83,10 +88,8 @@ class Transformer(nnx.Module):
                  scan_layers: bool = False, attention_impl: str = "auto", label_classes: int = 0,
                  dense_impl: str = "auto", *, rngs: nnx.Rngs):
         self.max_tokens = 2 * n_positions
-        self.type_channel, self.remat, self.scan_layers = type_channel, remat, scan_layers
-        self.label_classes = label_classes
-        width = tokens.width(n_dims, label_classes, type_channel)
-        self.read_in = nnx.Linear(width, n_embd, kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
+        self.remat, self.scan_layers = remat, scan_layers
+        self.init_read_in(n_dims, n_embd, label_classes, type_channel, rngs)
         self.wpe = nnx.Param(_INIT(rngs.params(), (self.max_tokens, n_embd)))
         dtype = jnp.dtype(compute_dtype)
         ops = ops_lib.select(attention_impl, dense_impl, dtype, n_embd, n_head)
@@ -100,20 +103,13 @@ class Transformer(nnx.Module):
             self.blocks = stacked(rngs)
         else:
             self.blocks = nnx.List([Block(*block_args, rngs=rngs) for _ in range(n_layer)])
-        self.ln_f = nnx.LayerNorm(n_embd, epsilon=1e-5, rngs=rngs)
-        self.read_out = nnx.Linear(n_embd, max(label_classes, 1), kernel_init=_TORCH_LINEAR_INIT, rngs=rngs)
+        self.init_read_out(n_embd, rngs)
 
     def _embed(self, x_BxKxD: jax.Array, y_BxK: jax.Array) -> jax.Array:
-        z_BxTxW = tokens.interleave(x_BxKxD, y_BxK, self.type_channel, self.label_classes)
-        t = z_BxTxW.shape[1]
+        t = 2 * x_BxKxD.shape[1]
         if t > self.max_tokens:
             raise ValueError(f"{t // 2} points exceed the model's {self.max_tokens // 2} positions")
-        return self.read_in(z_BxTxW) + self.wpe[:t]
-
-    def _read_out(self, h_BxSxE: jax.Array) -> jax.Array:
-        """The output at each of the S tokens given: BxS, or BxSxC with label classes."""
-        out_BxSxC = self.read_out(self.ln_f(h_BxSxE))
-        return out_BxSxC if self.label_classes else out_BxSxC[..., 0]
+        return self.read_in_tokens(x_BxKxD, y_BxK) + self.wpe[:t]
 
     def _layers(self, index: int | slice) -> Block | list[Block]:
         """self.blocks[index]; with scan_layers, a Block of those layers' stacked parameters."""
@@ -134,7 +130,7 @@ class Transformer(nnx.Module):
             attention.append(block.attention_weights(h))
             h = block(h)
             hidden.append(tokens.predictions_at_x(h))
-        return Trace(tokens.predictions_at_x(self._read_out(h)), hidden, attention)
+        return Trace(tokens.predictions_at_x(self.read_out_tokens(h)), hidden, attention)
 
     def __call__(self, x_BxKxD: jax.Array, y_BxK: jax.Array) -> jax.Array:
         """Returns yhat_BxK (logits_BxKxC with label classes): output k sees (x_j, y_j) for
@@ -157,7 +153,7 @@ class Transformer(nnx.Module):
         # Only the x tokens are read out, so the last block computes its output there alone
         # (the y tokens' keys and values still enter its attention): its share of a CPU train
         # step is in benchmarks/README.md.
-        return self._read_out(apply_last(last, h))
+        return self.read_out_tokens(apply_last(last, h))
 
 
 def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,
@@ -167,5 +163,7 @@ def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0
                        rngs=nnx.Rngs(params=key))
 
 
-def param_count(params) -> int:
-    return sum(int(p.size) for p in jax.tree.leaves(params))
+def state_size(m: ml_collections.ConfigDict, input_width: int, n_points: int) -> int:
+    """The key-value cache when the last query is read: a key and a value of width E per
+    layer for each of the 2·n_points − 1 tokens seen."""
+    return 2 * m.n_layer * m.n_embd * (2 * n_points - 1)

@@ -19,11 +19,10 @@ import ml_collections
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import curriculum, files, parallel, tasks
+from icl_jax import curriculum, files, models, parallel, tasks
 from icl_jax.checkpointing import Checkpoints
 from icl_jax.data import feed as data_feed
 from icl_jax.errors import NonFiniteLoss, Stopped, UserError
-from icl_jax.models import transformer
 from icl_jax.training import optimizer, step as step_lib
 from icl_jax.training.metrics_writer import MetricsWriter
 
@@ -123,8 +122,8 @@ def _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
         writer.message(f"resuming from checkpoint at step {restored_step} in {checkpoints.directory}")
     else:
         state = spec.init()
-        writer.message(f"starting {task.name} (d={task.n_dims}, {task.n_points} points) with a "
-                       f"{transformer.param_count(state['params']) / 1e6:.2f}M-parameter model on "
+        writer.message(f"starting {task.name} (d={task.n_dims}, {task.n_points} points) with "
+                       f"{models.describe(config.model, state['params'], task.n_dims, task.n_points)}, on "
                        f"{mesh.size} device(s) × {jax.process_count()} process(es) in {workdir}")
     step = int(state["step"])
     last_saved = checkpoints.latest_step()
