@@ -161,7 +161,7 @@ def _attend(h, p, state, n_head):
     return np.concatenate(out)
 
 
-def _step(layer: str, p: dict, h, state, c):
+def _step(layer: str, p: dict, h, state, c, t):
     """One token h (E) through one layer: (the layer's output, its new state)."""
     if layer == "lstm":  # flax's OptimizedLSTMCell: gates i | f | g | o, the bias on dense_h
         z = h @ p["cell"]["dense_i"]["kernel"] + _dense(state["h"], p["cell"]["dense_h"])
@@ -203,10 +203,16 @@ def _step(layer: str, p: dict, h, state, c):
         gamma = 1 - 2.0 ** (-5 - np.arange(n_head))
         heads = []
         S = state["S"].copy()
+        angle = t * 10_000.0 ** (-np.arange(f // 2) / (f // 2))  # rotary: token t's q and k turned by t·θ_i
+
+        def turned(a):
+            return np.concatenate([a[:f // 2] * np.cos(angle) - a[f // 2:] * np.sin(angle),
+                                   a[:f // 2] * np.sin(angle) + a[f // 2:] * np.cos(angle)])
+
         for j in range(n_head):
             cols = slice(j * f, (j + 1) * f)
-            S[j] = gamma[j] * S[j] + np.outer(k[cols] / np.sqrt(f), v[cols])
-            o = q[cols] @ S[j]
+            S[j] = gamma[j] * S[j] + np.outer(turned(k[cols]) / np.sqrt(f), v[cols])
+            o = turned(q[cols]) @ S[j]
             heads.append((o - o.mean()) / np.sqrt(o.var() + 1e-5))  # group norm: one head, one token
         normed = np.concatenate(heads) * p["head_norm"]["scale"] + p["head_norm"]["bias"]
         h = h + (normed * _silu(g)) @ p["out"]["kernel"]
@@ -229,7 +235,7 @@ def reference(kind: str, params: dict, c, x_KxD, y_K):
             h = h + params["wpe"][t]
         stream = [h]
         for i, (layer, p) in enumerate(layers):
-            h, states[i] = _step(layer, p, h, states[i], c)
+            h, states[i] = _step(layer, p, h, states[i], c, t)
             stream.append(h)
         if t % 2 == 0:  # an x token: a prediction
             yhat.append(_dense(_layer_norm(h, params["ln_f"]), params["read_out"])[0])
@@ -403,6 +409,7 @@ def test_state_size_is_what_the_loop_carries_at_the_last_query(kind):
     ("transformer", "ssm_state", 8, "model.ssm_state"),
     ("hybrid", "ssm_state", 0, "model.ssm_state"),
     ("retnet", "n_embd", 31, "model.n_embd"),
+    ("retnet", "n_embd", 30, "must be even"),
     ("mamba", "n_layer", -1, "model.n_layer"),
     ("rnn", "kind", "rnn", "model.kind"),
     ("lstm", "size", "huge", "model.size"),

@@ -6,9 +6,12 @@ retention then a GELU MLP as in the transformer's block. Head h of retention giv
 which is linear attention (models/linear_attention.py, without the decay or the per-prefix
 copies) and a recurrence at once: S_t = γ_h S_{t−1} + k_tᵀ v_t / √F, o_t = q_t S_t, a state
 of F×F per head. `retention` computes the parallel form, a masked T×T product as attention;
-`retention_recurrent` the recurrence, for checking. The heads' outputs are normalised (a
-group norm per head, which also makes RetNet's extra rescalings of the parallel form
-unnecessary) and gated by swish(x W_G). Positions come from the decay alone: no xPos.
+`retention_recurrent` the recurrence, for checking. q and k are rotated by their position
+(RetNet's xPos without its extrapolation scaling: rotary angles t·θ_i), so q_t·k_s depends on
+t − s: without it the model cannot tell the token just before from one three back (the decay
+alone barely does), cannot pair x_i with y_i, and does not learn linear regression at all.
+The heads' outputs are normalised (a group norm per head, which also makes RetNet's extra
+rescalings of the parallel form unnecessary) and gated by swish(x W_G).
 Legend: B prompts, T tokens, E model width, H heads, F = E/H head width.
 """
 
@@ -21,14 +24,15 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from icl_jax.models.sequence import TORCH_LINEAR_INIT, SequenceModel
+from icl_jax.errors import UserError
+from icl_jax.models.sequence import SequenceModel
 
-# A block has 13E² weights (q, k, v, gate and output, and the MLP's 8E²) against the
-# transformer's 12E², so the widths are a little smaller (tests/test_model_kinds.py: ±10 %).
+# The transformer's sizes: a block has 13E² weights (q, k, v, gate and output, and the MLP's
+# 8E²) against the transformer's 12E², within the ±10 % of tests/test_model_kinds.py.
 PRESETS = {"retnet": {
     "tiny": dict(n_layer=3, n_head=2, n_embd=64),
-    "small": dict(n_layer=6, n_head=4, n_embd=124),
-    "standard": dict(n_layer=12, n_head=8, n_embd=248),
+    "small": dict(n_layer=6, n_head=4, n_embd=128),
+    "standard": dict(n_layer=12, n_head=8, n_embd=256),
 }}
 OPTIONS = ("type_channel", "compute_dtype", "remat")
 _INIT = nnx.initializers.normal(0.02)
@@ -37,6 +41,16 @@ _INIT = nnx.initializers.normal(0.02)
 def decays(n_head: int) -> jax.Array:
     """γ_H = 1 − 2^(−5−h): RetNet's multi-scale decays, from ~32 tokens' memory to longer."""
     return 1 - 2.0 ** (-5 - jnp.arange(n_head, dtype=jnp.float32))
+
+
+def rotate(a_BxHxTxF: jax.Array) -> jax.Array:
+    """a with each pair (a_i, a_{i+F/2}) of token t turned by the angle t·θ_i, θ_i = 10⁻⁴ᐟ⁽ᶠᐟ²⁾ⁱ
+    (rotary positions): rotated q_t·k_s then depends on the positions through t − s alone."""
+    t, f = a_BxHxTxF.shape[-2:]
+    angle_TxG = jnp.arange(t, dtype=jnp.float32)[:, None] * 10_000.0 ** (-jnp.arange(f // 2) / (f // 2))
+    cos, sin = jnp.cos(angle_TxG), jnp.sin(angle_TxG)
+    first, second = a_BxHxTxF[..., :f // 2], a_BxHxTxF[..., f // 2:]
+    return jnp.concatenate([first * cos - second * sin, first * sin + second * cos], axis=-1)
 
 
 def retention(q_BxHxTxF: jax.Array, k_BxHxTxF: jax.Array, v_BxHxTxF: jax.Array, gamma_H: jax.Array) -> jax.Array:
@@ -77,11 +91,12 @@ class RetentionBlock(nnx.Module):
         self.mlp_out = nnx.Linear(4 * n_embd, n_embd, kernel_init=residual_init, dtype=dtype, rngs=rngs)
 
     def heads(self, h_BxTxE: jax.Array) -> tuple[jax.Array, ...]:
-        """q, k, v, each BxHxTxF with k scaled by 1/√F, and the gate's input g_BxTxE."""
+        """q, k, v, each BxHxTxF, q and k rotated by position and k scaled by 1/√F, and the
+        gate's input g_BxTxE."""
         b, t, e = h_BxTxE.shape
         q, k, v, g = jnp.split(self.qkvg(self.ln_1(h_BxTxE)).astype(jnp.float32), 4, axis=-1)
         split = lambda a: a.reshape(b, t, self.n_head, e // self.n_head).transpose(0, 2, 1, 3)  # noqa: E731
-        return split(q), split(k) / math.sqrt(e // self.n_head), split(v), g
+        return rotate(split(q)), rotate(split(k)) / math.sqrt(e // self.n_head), split(v), g
 
     def __call__(self, h_BxTxE: jax.Array, mix=retention) -> jax.Array:
         b, t, e = h_BxTxE.shape
@@ -103,6 +118,12 @@ class RetNet(SequenceModel):
         self.layers = nnx.List([RetentionBlock(n_embd, n_head, n_layer, jnp.dtype(compute_dtype), rngs=rngs)
                                 for _ in range(n_layer)])
         self.init_read_out(n_embd, rngs)
+
+
+def check(m: ml_collections.ConfigDict, label_classes: int) -> None:
+    if (m.n_embd // m.n_head) % 2:
+        raise UserError(f"model.kind='retnet' rotates pairs of a head's coordinates: the head width "
+                        f"model.n_embd / model.n_head = {m.n_embd // m.n_head} must be even")
 
 
 def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,
