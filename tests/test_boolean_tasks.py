@@ -157,9 +157,9 @@ def test_check_config_names_the_key():
 
 def test_config_file_picks_the_class_and_size():
     module = load_module(ROOT / "configs" / "boolean.py")
-    c = module.get_config("parity,standard")
+    c = config_lib.validate(module.get_config("parity,standard"))  # validate fills the preset's sizes
     assert (c.task.name, c.task.n_dims, c.task.n_points, c.model.n_layer) == ("parity", 28, 40, 12)
-    c = module.get_config("")
+    c = config_lib.validate(module.get_config(""))
     assert c.task.name == "conjunction" and c.task.n_dims == module.LAPTOP_BITS and c.model.n_layer == 3
     assert tasks.get_task(c.task).loss == "logistic"
     for arg in ("conjunction,parity", "huge"):
