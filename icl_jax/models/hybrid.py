@@ -61,17 +61,18 @@ class Hybrid(SequenceModel):
                  type_channel: bool = False, compute_dtype: str = "float32", remat: bool = False,
                  attention_impl: str = "auto", dense_impl: str = "auto", label_classes: int = 0, *,
                  rngs: nnx.Rngs):
-        self.remat = remat
-        self.init_read_in(n_dims, n_embd, label_classes, type_channel, rngs)
         dtype = jnp.dtype(compute_dtype)
         ops = ops_lib.select(attention_impl, dense_impl, dtype, n_embd, n_head)
         n_mamba = n_layer + 1
-        layers = [mamba.MambaBlock(n_embd, n_state, n_mamba, dtype, rngs=rngs)]
-        for _ in range(n_layer):
-            layers += [AttentionBlock(n_embd, n_head, n_layer, ops, dtype, rngs=rngs),
-                       mamba.MambaBlock(n_embd, n_state, n_mamba, dtype, rngs=rngs)]
-        self.layers = nnx.List(layers)
-        self.init_read_out(n_embd, rngs)
+
+        def make_layers():
+            layers = [mamba.MambaBlock(n_embd, n_state, n_mamba, dtype, rngs=rngs)]
+            for _ in range(n_layer):
+                layers += [AttentionBlock(n_embd, n_head, n_layer, ops, dtype, rngs=rngs),
+                           mamba.MambaBlock(n_embd, n_state, n_mamba, dtype, rngs=rngs)]
+            return layers
+
+        self.init_stack(n_dims, n_embd, label_classes, type_channel, remat, make_layers, rngs)
 
 
 def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,

@@ -51,11 +51,8 @@ class RecurrentModel(SequenceModel):
     def __init__(self, cell: str, n_dims: int, n_embd: int, n_layer: int, type_channel: bool = False,
                  compute_dtype: str = "float32", remat: bool = False, label_classes: int = 0, *,
                  rngs: nnx.Rngs):
-        self.remat = remat
-        self.init_read_in(n_dims, n_embd, label_classes, type_channel, rngs)
-        self.layers = nnx.List([RecurrentLayer(cell, n_embd, jnp.dtype(compute_dtype), rngs=rngs)
-                                for _ in range(n_layer)])
-        self.init_read_out(n_embd, rngs)
+        self.init_stack(n_dims, n_embd, label_classes, type_channel, remat, lambda: [
+            RecurrentLayer(cell, n_embd, jnp.dtype(compute_dtype), rngs=rngs) for _ in range(n_layer)], rngs)
 
 
 def build(m: ml_collections.ConfigDict, input_width: int, label_classes: int = 0,

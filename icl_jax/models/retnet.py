@@ -113,11 +113,8 @@ class RetNet(SequenceModel):
     def __init__(self, n_dims: int, n_embd: int, n_layer: int, n_head: int, type_channel: bool = False,
                  compute_dtype: str = "float32", remat: bool = False, label_classes: int = 0, *,
                  rngs: nnx.Rngs):
-        self.remat = remat
-        self.init_read_in(n_dims, n_embd, label_classes, type_channel, rngs)
-        self.layers = nnx.List([RetentionBlock(n_embd, n_head, n_layer, jnp.dtype(compute_dtype), rngs=rngs)
-                                for _ in range(n_layer)])
-        self.init_read_out(n_embd, rngs)
+        self.init_stack(n_dims, n_embd, label_classes, type_channel, remat, lambda: [
+            RetentionBlock(n_embd, n_head, n_layer, jnp.dtype(compute_dtype), rngs=rngs) for _ in range(n_layer)], rngs)
 
 
 def check(m: ml_collections.ConfigDict, label_classes: int) -> None:

@@ -23,10 +23,19 @@ TORCH_LINEAR_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"
 
 
 class SequenceModel(nnx.Module):
-    """A subclass's __init__ calls init_read_in, makes self.layers (an nnx.List of modules
-    mapping the stream h_BxTxE to h_BxTxE), calls init_read_out and sets self.remat; it
-    inherits the call and the trace. (Two init calls, in this order, so that the transformer
-    draws its initial parameters as it always has.)"""
+    """A subclass's __init__ calls init_stack with its layers (modules mapping the stream
+    h_BxTxE to h_BxTxE) and inherits the call and the trace. The transformer, which adds its
+    positions between the read-in and the blocks, calls init_read_in and init_read_out itself,
+    so that it draws its initial parameters as it always has."""
+
+    def init_stack(self, n_dims: int, n_embd: int, label_classes: int, type_channel: bool, remat: bool,
+                   make_layers, rngs: nnx.Rngs) -> None:
+        """The whole init of a kind without positions: read-in, the layers make_layers() returns
+        (made after the read-in, so parameters are drawn in the model's order), read-out."""
+        self.remat = remat
+        self.init_read_in(n_dims, n_embd, label_classes, type_channel, rngs)
+        self.layers = nnx.List(make_layers())
+        self.init_read_out(n_embd, rngs)
 
     def init_read_in(self, n_dims: int, n_embd: int, label_classes: int, type_channel: bool,
                      rngs: nnx.Rngs) -> None:
