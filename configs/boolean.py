@@ -30,6 +30,12 @@ from icl_jax.tasks import boolean
 
 LAPTOP_BITS, LAPTOP_POINTS, LAPTOP_STEPS = 8, 21, 5000
 
+# The table of Bhattamishra et al. 2024 (docs/reproductions.md), 3000 steps a class on a laptop:
+#   python -m icl_jax.sweep --config=configs/boolean.py:table --workdir=runs/boolean_table --sweep="train.steps=[3000]"
+#   python -m icl_jax.report --workdir=runs/boolean_table --metric=accuracy --x=task.name
+SWEEPS = {"table": {"task.name": ["conjunction", "disjunction", "cnf", "dnf", "majority", "threshold",
+                                  "int_halfspace", "sparse_parity", "parity"]}}
+
 
 def _laptop(c):
     config_lib.laptop(c, n_dims=LAPTOP_BITS, steps=LAPTOP_STEPS)

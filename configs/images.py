@@ -29,6 +29,13 @@ memorization side of the transition.
 
 from icl_jax import config as config_lib
 
+# Memorization against learning-to-learn (Kirsch et al. 2022, docs/reproductions.md): the number
+# of distinct tasks seen in training; evaluate scores the pool's own tasks (pool_tasks) and
+# fresh ones (curves).
+#   python -m icl_jax.sweep --config=configs/images.py:tasks --workdir=runs/images_tasks
+#   python -m icl_jax.report --workdir=runs/images_tasks --metric=accuracy --k=20
+SWEEPS = {"tasks": {"task.num_tasks": [1, 16, 256, 4096, 0]}}
+
 
 def _laptop(c):
     config_lib.laptop(c, n_dims=16, steps=3000)

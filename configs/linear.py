@@ -17,6 +17,19 @@ Other model sizes: append ',tiny' or ',small' (e.g. configs/linear.py:standard,s
 from icl_jax import config as config_lib
 
 
+# Named sweeps (python -m icl_jax.sweep --config=configs/linear.py:NAME; docs/reproductions.md):
+# depth: which learner the model is closest to as it gets deeper (Akyürek et al. 2023);
+# curriculum: d = 10 with and without the dimension/length curriculum (Garg et al. 2022),
+# every 500th step kept so `analyze --what=learning_curve` can draw both.
+_D10 = {"task.n_dims": 10, "task.n_points": 21, "model.n_positions": 21, "train.steps": 6000,
+        "train.checkpoint_every": 500, "train.keep_last": 12}
+SWEEPS = {
+    "depth": {"model.n_layer": [1, 2, 3, 4]},
+    "curriculum": [{**_D10, "curriculum.interval": 0},
+                   {**_D10, "curriculum.interval": 500, "curriculum.dims_start": 5, "curriculum.points_start": 11}],
+}
+
+
 def get_config(arg: str | None = None):
     c = config_lib.default_config()
     c.task.name = "linear"

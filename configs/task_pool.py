@@ -15,6 +15,12 @@ Reference sizes (d=8, 16 points, M = 2^10, standard model, no curriculum, 500k s
 from icl_jax import config as config_lib
 
 
+# python -m icl_jax.sweep --config=configs/task_pool.py:diversity --workdir=runs/pool, then
+# python -m icl_jax.report --workdir=runs/pool --metric=fresh_tasks.curves --k=5
+# (docs/reproductions.md: the task-diversity transition of Raventós et al. 2023).
+SWEEPS = {"diversity": {"task.pool_size": [1, 2, 4, 8, 16, 32, 64, 256, 1024, 4096, 16384]}}
+
+
 def _laptop(c):
     config_lib.laptop(c, n_dims=5, steps=6000)
     c.task.pool_size = 64

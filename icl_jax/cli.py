@@ -40,7 +40,7 @@ def parse_flags(argv: list[str]) -> list[str]:
             if arg.startswith("--config."):
                 config_lib.check_key(arg[len("--config."):].split("=", 1)[0])
         remaining = flags.FLAGS(argv)
-        if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
+        if "config" in flags.FLAGS and hasattr(flags.FLAGS["config"].value, "keys"):
             flags.FLAGS["config"].value.keys()  # config_flags defers load errors to first use
         return remaining
     except flags.Error as e:

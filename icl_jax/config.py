@@ -15,6 +15,7 @@ from icl_jax.errors import UserError
 # How a transformer block's operations may run (icl_jax/models/ops.py picks among them).
 ATTENTION_IMPLS = ("auto", "cpu_kernel", "einsum", "xla", "cudnn")
 DENSE_IMPLS = ("auto", "cpu_kernel", "xla")
+WANDB_MODES = ("online", "offline", "disabled")  # wandb.init's modes
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -86,6 +87,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.num_prompts = 1280
     c.eval.batch_size = 256  # prompts per model forward pass
     c.eval.bootstrap_samples = 1000
+
+    c.wandb = ml_collections.ConfigDict()  # optional Weights & Biases logging (icl_jax/wandb_writer.py)
+    c.wandb.project = ""  # "" = no W&B logging; else the W&B project
+    c.wandb.entity = ""  # W&B entity (user or team); "" = wandb's default
+    c.wandb.group = ""  # runs grouped together in the UI; icl_jax.sweep sets it to the sweep's name
+    c.wandb.mode = "online"  # online | offline (written under WORKDIR/wandb, `wandb sync` later) | disabled
     return c
 
 
@@ -199,6 +206,8 @@ def validate(config: ml_collections.ConfigDict, curriculum_set: bool = False) ->
             )
         if cu.dims_increment < 0 or cu.points_increment < 0:
             raise UserError("curriculum increments must be >= 0")
+    if config.wandb.mode not in WANDB_MODES:
+        raise UserError(f"wandb.mode must be one of {', '.join(WANDB_MODES)}, got {config.wandb.mode!r}")
     if ev.seed == config.seed:
         raise UserError(f"eval.seed must differ from the training seed (both are {config.seed})")
     return config

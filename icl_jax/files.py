@@ -17,10 +17,11 @@ import numpy as np
 from icl_jax.errors import UserError
 
 # Keys that may change between a run and its resumption: they do not change the trained math
-# (train.steps only while the learning-rate schedule does not depend on it).
+# (train.steps only while the learning-rate schedule does not depend on it; wandb.* only says
+# where results are logged).
 # model.size only says where the sized keys came from; the saved config holds their values.
 RESUMABLE_CHANGES = ("model.size", "train.log_every", "train.checkpoint_every", "train.keep_last",
-                     "train.keep_every", "train.batch_splits", "eval.", "parallel.", "data.")
+                     "train.keep_every", "train.batch_splits", "eval.", "parallel.", "data.", "wandb.")
 
 
 def write_atomic(path: str | pathlib.Path, data: str | bytes) -> None:
@@ -67,6 +68,16 @@ def _flat(d, prefix=""):
     return out
 
 
+def is_resumable(key: str, resumable=RESUMABLE_CHANGES) -> bool:
+    """Whether `key` (like 'train.log_every') may change without changing what a run trains."""
+    return any(key == r or (r.endswith(".") and key.startswith(r)) for r in resumable)
+
+
+def flat_config(config: dict | ml_collections.ConfigDict) -> dict:
+    """{'task.n_dims': 5, ...}"""
+    return _flat(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config)
+
+
 def record_run_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Writes WORKDIR/config.json; if a run already lives there, refuses a config that would
     change what it trains (so resuming never mixes two experiments in one workdir)."""
@@ -77,8 +88,7 @@ def record_run_config(workdir: str | pathlib.Path, config: ml_collections.Config
         flat_old, flat_new = _flat(old), _flat(new)
         resumable = RESUMABLE_CHANGES + (("train.steps",) if config.train.schedule == "constant" else ())
         changed = sorted(k for k in set(flat_old) | set(flat_new)
-                         if flat_old.get(k) != flat_new.get(k)
-                         and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in resumable))
+                         if flat_old.get(k) != flat_new.get(k) and not is_resumable(k, resumable))
         if changed:
             details = ", ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed)
             raise UserError(f"{workdir} holds a run with a different config ({details}); "

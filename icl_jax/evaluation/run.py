@@ -2,7 +2,8 @@
 
 Writes WORKDIR/eval/step_<N>.json (curves, and the family scorer's extras: for the linear
 family the exact posterior's component weights, prediction differences, the weight probe),
-step_<N>.png (figure) and step_<N>_errors.npz (per-prompt errors, for paired comparisons).
+step_<N>.png (figure) and step_<N>_errors.npz (per-prompt errors, for paired comparisons);
+where the run's config sets wandb.project, the curves also go to the run's W&B run.
 The JSON's "model" entry says what was scored: kind, size keys, parameters and the floats
 per prompt it holds about the context (models.state_size).
 """
@@ -15,7 +16,7 @@ import jax
 import numpy as np
 
 from icl_jax import config as config_lib
-from icl_jax import files, models, run_model, tasks
+from icl_jax import files, models, run_model, tasks, wandb_writer
 from icl_jax.errors import UserError
 from icl_jax.evaluation import linear_scoring, plot, predictors, prompts, scorers, statistics
 
@@ -50,9 +51,12 @@ def evaluate(workdir: str | pathlib.Path, step: int | None = None, num_prompts: 
     files.write_json(out / f"step_{step}.json", result)
     plot.plot_curves(result, out / f"step_{step}.png")
     files.write_npz(out / f"step_{step}_errors.npz", {n: e.astype(np.float32) for n, e in errors.items()})
+    wandb_writer.log_evaluation(config, workdir, result)  # where the run's config sets wandb.project
     if verbose:
         print(f"model: {models.describe(config.model, params, config.task.n_dims, task.n_points)}")
         print(format_table(result))
+        if "fresh_tasks" in result:  # task_pool: the same predictors on new tasks w ~ N(0, I)
+            print(format_table({**result, **result["fresh_tasks"], "task": f"{result['task']}, fresh tasks w ~ N(0, I)"}))
         print(f"wrote {out / f'step_{step}.json'} and .png")
     return result
 

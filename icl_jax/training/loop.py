@@ -91,7 +91,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     tr = config.train
     checkpoints = Checkpoints(workdir, keep_last=tr.keep_last, keep_every=tr.keep_every,
                               with_data=getattr(task, "host_fed", False))
-    writer = MetricsWriter(workdir, tr.steps, resumed_step=checkpoints.latest_step())
+    writer = MetricsWriter(workdir, config, resumed_step=checkpoints.latest_step())
     try:
         state, stop = _run(config, workdir, task, tx, spec, mesh, checkpoints, writer, start_time)
     except jax.errors.JaxRuntimeError as e:

@@ -1,5 +1,6 @@
 """Where training metrics go: a progress line for people, JSON lines and TensorBoard events
-for programs. Only process 0 writes."""
+for programs, and Weights & Biases where the config sets wandb.project (icl_jax/wandb_writer.py).
+Only process 0 writes."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pathlib
 import sys
 
 import jax
+import ml_collections
 
-from icl_jax import files
+from icl_jax import files, wandb_writer
 
 
 def _duration(seconds: float) -> str:
@@ -20,11 +22,14 @@ def _duration(seconds: float) -> str:
 
 
 class MetricsWriter:
-    def __init__(self, workdir: str | pathlib.Path, total_steps: int, resumed_step: int | None):
-        """`resumed_step`: the checkpoint the run restarts from. Records past it came from an
-        attempt that died before saving; they are dropped so each step appears once."""
+    def __init__(self, workdir: str | pathlib.Path, config: ml_collections.ConfigDict, resumed_step: int | None):
+        """`config`: the run's validated config (train.steps, wandb.*). `resumed_step`: the
+        checkpoint the run restarts from. Records past it came from an attempt that died before
+        saving; they are dropped so each step appears once (W&B, whose steps only grow, keeps
+        the first of a step logged twice)."""
         self.enabled = jax.process_index() == 0
-        self.total_steps = total_steps
+        self.total_steps = config.train.steps
+        self._wandb = wandb_writer.start(config, workdir)  # None unless wandb.project, on process 0
         if not self.enabled:
             return
         path = pathlib.Path(workdir) / "metrics.jsonl"
@@ -45,6 +50,8 @@ class MetricsWriter:
         for name, value in record.items():
             if name != "step":
                 self._tb.add_scalar(f"train/{name}", value, step)
+        if self._wandb is not None:
+            self._wandb.log({f"train/{name}": value for name, value in record.items() if name != "step"}, step=step)
         eta = (self.total_steps - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
         details = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         print(f"step {step:>{len(str(self.total_steps))}}/{self.total_steps}  {details}  "
@@ -59,3 +66,6 @@ class MetricsWriter:
         if self.enabled:
             self._jsonl.close()
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
