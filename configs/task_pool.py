@@ -5,7 +5,11 @@ Laptop default (d=5, 11 points, M = 64, tiny model):
   python -m icl_jax.train --config=configs/task_pool.py --workdir=runs/task_pool
   python -m icl_jax.evaluate --workdir=runs/task_pool
   expected: with few tasks the model does better than ridge on the pool's own tasks (it
-  memorises the pool); sweep the pool size with --config.task.pool_size=M.
+  memorises the pool). The transition over the pool size (docs/reproductions.md):
+  python -m icl_jax.sweep --config=configs/task_pool.py:diversity --workdir=runs/pool
+  python -m icl_jax.report --workdir=runs/pool --metric=fresh_tasks.curves --k=5
+  measured: the model is dMMSE up to M = 8 (as bad on fresh tasks: 2.93 at M = 1) and
+  ridge-like from M = 32 (0.35-0.41 on fresh tasks, ridge 0.30, dMMSE 0.78 at M = 32).
 Reference sizes (d=8, 16 points, M = 2^10, standard model, no curriculum, 500k steps):
   python -m icl_jax.train --config=configs/task_pool.py:standard --workdir=runs/pool_1024
   expected (docs/reference_results.md): past roughly 2^14 tasks the model follows ridge, not the pool's

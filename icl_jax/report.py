@@ -12,7 +12,7 @@ from icl_jax import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The sweep's directory (run directories inside it).")
 _METRIC = flags.DEFINE_string("metric", "curves", "Path in evaluate's JSON to a set of curves: curves, accuracy, "
-                              "fresh_tasks.curves (task_pool), pool_tasks.curves (images).")
+                              "fresh_tasks.curves (task_pool), pool_tasks.accuracy (images).")
 _K = flags.DEFINE_integer("k", None, "In-context examples at which runs are compared (default: each run's last).")
 _PREDICTORS = flags.DEFINE_list("predictors", None, "Curves to keep, shell patterns (default: all); "
                                 "e.g. --metric=prediction_differences --predictors='model|*'.")
@@ -40,8 +40,8 @@ def main(argv):
     header, rows = report.table_rows(results, keys)
     print(f"{label} at k = {'last' if _K.value is None else _K.value}, {len(results)} runs, x = {x_key}")
     print(report.format_table(header, rows))
-    for line in summary["not_finished"]:
-        print(f"not finished: {line}")
+    for line in summary["not_in_plot"]:
+        print(f"not in the plot: {line}")
     print(f"wrote {out / stem}.csv, .json and .png")
 
 
@@ -57,7 +57,9 @@ def _metric_label(workdir, results, metric: str) -> str:
                 return metric
             for part in parts[:-1]:
                 node = node.get(part, {})
-            return f"{node.get('metric', metric)}{'' if metric == 'curves' else f' ({metric})'}"
+            if "metric" not in node:
+                return metric
+            return node["metric"] + ("" if metric == "curves" else f" ({metric})")
     return metric
 
 if __name__ == "__main__":

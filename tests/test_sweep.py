@@ -256,10 +256,18 @@ def test_report_table_plot_and_missing_runs(finished_sweep, tmp_path):
     (copy / names[1] / "eval" / "step_400.json").unlink()
     out = _cli("icl_jax.report", f"--workdir={copy}")
     assert out.returncode == 0, out.stderr
-    assert f"not finished: {names[0]}: missing (no run directory)" in out.stdout
-    assert f"not finished: {names[1]}: trained, not evaluated" in out.stdout
+    assert f"not in the plot: {names[0]}: missing (no run directory)" in out.stdout
+    assert f"not in the plot: {names[1]}: trained, not evaluated" in out.stdout
     bad = _cli("icl_jax.report", f"--workdir={workdir}", "--metric=accuracy")
     assert bad.returncode == 1 and "has no 'accuracy'" in bad.stderr and "curves" in bad.stderr
+    # a metric some runs lack (pool_tasks of a run without a pool): those runs are named
+    evaluation_path = copy / names[2] / "eval" / "step_400.json"
+    evaluation = json.loads(evaluation_path.read_text())
+    evaluation["pool_tasks"] = {"accuracy": evaluation["curves"]}
+    evaluation_path.write_text(json.dumps(evaluation))
+    out = _cli("icl_jax.report", f"--workdir={copy}", "--metric=pool_tasks.accuracy", "--k=2")
+    assert out.returncode == 0, out.stderr
+    assert f"not in the plot: {names[3]}: " in out.stdout and "has no 'pool_tasks.accuracy'" in out.stdout
 
 
 def test_runs_logging_to_wandb_are_grouped_by_sweep(config_file):
@@ -359,5 +367,14 @@ def test_a_grid_with_another_axis_keeps_the_runs_it_already_has(config_file, tmp
     (tmp_path / first[0].name / runs_lib.POINT_FILE).write_text("{}")
     wider = runs_lib.make_runs(source, grid.product([("task.n_dims", [2, 3]), ("seed", [0, 1])]), workdir=tmp_path)
     assert [r.name for r in wider][0] == first[0].name  # seed 0 is the default: the same config
-    assert wider[1].name.startswith("n_dims=2,seed=1-") and wider[2].name.startswith("n_dims=3,seed=0-")
+    assert wider[1].name.startswith("n_dims=2+seed=1-") and wider[2].name.startswith("n_dims=3+seed=0-")
     assert runs_lib.make_runs(source, grid.product([("task.n_dims", [3, 2])]), workdir=tmp_path)[1].name == first[0].name
+
+
+def test_run_names_have_no_commas(config_file):
+    """analyze --workdir=A,B reads a list: a run directory's name must not hold a comma."""
+    source, _ = grid.split_config_flag(str(config_file))
+    runs = runs_lib.make_runs(source, grid.product([("task.n_dims", [2, 3]), ("seed", [0, 1]),
+                                                    ("task.x_distribution", ["gaussian", "uniform"])]))
+    assert all("," not in r.name and "/" not in r.name for r in runs)
+    assert runs[1].name.startswith("n_dims=2+seed=0+x_distribution=uniform-")

@@ -43,8 +43,13 @@ def plot_curves(result: dict, path: str | pathlib.Path) -> None:
     ax.set_title(f"{result['task']} (d={result['n_dims']}), step {result['step']}, {result['num_prompts']} prompts")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    write_png(fig, path, dpi=110)
+
+
+def write_png(fig, path: str | pathlib.Path, dpi: int) -> None:
+    """Lays out, renders and closes `fig`, then writes it atomically (never half a PNG)."""
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     files.write_atomic(path, buffer.getvalue())

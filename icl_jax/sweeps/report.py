@@ -10,7 +10,7 @@ the same prompts, as dashed lines.
 
 A metric is a path into evaluate's JSON naming a dict of curves: `curves` (the default, the
 family's main metric), `accuracy` (Boolean and image classes), `fresh_tasks.curves`
-(task_pool: tasks outside the pool), `pool_tasks.curves` (images).
+(task_pool: tasks outside the pool), `pool_tasks.accuracy` (images: the training pool's tasks).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class RunResult:
     checkpoint: int | None = None  # latest checkpoint step
     eval_step: int | None = None  # step of the latest evaluation
     values: dict = dataclasses.field(default_factory=dict)  # predictor -> metric at k
+    note: str = ""  # why an evaluated run has no values (its evaluation lacks the metric)
 
     @property
     def finished(self) -> bool:
@@ -48,8 +49,8 @@ class RunResult:
 
 
 def expected_runs(workdir: pathlib.Path) -> list[str]:
-    names = []
-    for grid in sorted((workdir / "sweeps").glob("*.json")):
+    names = []  # the newest grid's order first: a grown grid lists old and new runs in its order
+    for grid in sorted((workdir / "sweeps").glob("*.json"), key=lambda p: -p.stat().st_mtime_ns):
         names += json.loads(grid.read_text())["runs"]
     return list(dict.fromkeys(names))
 
@@ -113,12 +114,18 @@ def gather(workdir: pathlib.Path, metric: str = "curves", k: int | None = None,
             at = len(evaluation["k"]) - 1 if k is None else k
             if not 0 <= at < len(evaluation["k"]):
                 raise UserError(f"--k={k}: run {name} has k = 0..{len(evaluation['k']) - 1}")
-            curves = metric_curves(evaluation, metric, f"{run_dir}/eval/step_{result.eval_step}.json")
+            where = f"{run_dir}/eval/step_{result.eval_step}.json"
+            try:
+                curves = metric_curves(evaluation, metric, where)
+            except UserError as e:  # e.g. pool_tasks of a run without a task pool
+                result.note, curves = str(e), {}
             result.values = {p: _value_at(c, at) for p, c in curves.items()
                              if not predictors or any(fnmatch.fnmatchcase(p, pattern) for pattern in predictors)}
         results.append(result)
     if predictors and not any(r.values for r in results):
         raise UserError(f"--predictors={','.join(predictors)} matches no curve of {metric!r}")
+    if not any(r.values for r in results) and any(r.note for r in results):
+        raise UserError(next(r.note for r in results if r.note))
     if not any(r.values for r in results):
         raise UserError(f"no evaluated run in {workdir} (runs found: {len(found)}; "
                         f"evaluate them with python -m icl_jax.evaluate --workdir=RUN)")
@@ -193,9 +200,12 @@ def format_table(header: list[str], rows: list[list]) -> str:
 
 
 def problems(results: list[RunResult]) -> list[str]:
-    """One line per run that is not finished: missing, not started, unfinished, unevaluated."""
+    """One line per run that is not finished (missing, not started, unfinished, unevaluated)
+    or whose evaluation lacks the metric."""
     out = []
     for r in results:
+        if r.note:
+            out.append(f"{r.name}: {r.note}")
         if r.finished:
             continue
         detail = f" (checkpoint {r.checkpoint} of {r.flat['train.steps']})" if r.flat and r.checkpoint else ""
@@ -213,17 +223,16 @@ def write(results: list[RunResult], out: pathlib.Path, stem: str, metric: str, k
     lines = series(results, x_key, keys)
     summary = {"metric": metric, "metric_label": metric_label, "k": "last" if k is None else k, "x": x_key,
                "varying_keys": keys, "runs": [dict(zip(header, row)) for row in rows],
-               "series": lines, "not_finished": problems(results)}
+               "series": lines, "not_in_plot": problems(results)}
     files.write_json(out / f"{stem}.json", summary)
     _plot(lines, x_key, metric_label, k, out / f"{stem}.png")
     return summary
 
 
 def _plot(lines: list[dict], x_key: str | None, metric_label: str, k: int | None, path: pathlib.Path) -> None:
-    import matplotlib
+    from icl_jax.evaluation import plot  # late: the table needs no matplotlib; plot selects Agg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plot.plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for ln in lines for x in ln["x"])
@@ -244,8 +253,9 @@ def _plot(lines: list[dict], x_key: str | None, metric_label: str, k: int | None
                 ax.plot(xs, mean, ls="--", lw=1.2, label=f"{name}{tag}")
             else:  # categories (task.name, model.kind): no line between them
                 ax.plot(xs, mean, "_", ms=14, mew=2, label=f"{name}{tag}")
-    model_top = np.nanmax([v for ln in lines if "model" in ln for v in ln["model"]["max"] if v is not None] or [np.nan])
-    if np.isfinite(model_top) and model_top > 0 and ax.get_ylim()[1] > 3 * model_top:
+    model_values = [v for ln in lines if "model" in ln for v in ln["model"]["max"] if v is not None]
+    model_top = max(model_values, default=0.0)
+    if model_top > 0 and ax.get_ylim()[1] > 3 * model_top:
         # a baseline far above the model (least squares at k = d) is cut off
         shown = [v for ln in lines for p in ln if isinstance(ln[p], dict) for v in ln[p]["mean"]
                  if v is not None and v <= 2 * model_top]
@@ -261,8 +271,4 @@ def _plot(lines: list[dict], x_key: str | None, metric_label: str, k: int | None
     ax.set_ylabel(f"{metric_label} at k = {'last' if k is None else k}", fontsize=8)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    files.write_atomic(path, buffer.getvalue())
+    plot.write_png(fig, path, dpi=120)

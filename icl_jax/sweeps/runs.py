@@ -1,7 +1,7 @@
 """One run of a sweep: its resolved config, its directory, how far it got.
 
 A run lives in WORKDIR/<name>-<hash>: the name spells the values of the keys the sweep varies
-(`pool_size=16,seed=0`), the hash is of its resolved config (every key that changes what is
+(`pool_size=16+seed=0`), the hash is of its resolved config (every key that changes what is
 trained, files.RESUMABLE_CHANGES left out), so the same point always lands in the same
 directory and a changed config file or command line makes new runs instead of reusing old
 ones. The directory is an ordinary run directory; `sweep_point.json` beside config.json says
@@ -79,9 +79,10 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
 
 
 def run_name(point: Point, varied: list[str], config: ml_collections.ConfigDict) -> str:
-    """'pool_size=16,seed=0-1a2b3c4d': the varied keys' last parts and values, then the hash."""
-    shown = ",".join(f"{k.rsplit('.', 1)[-1]}={point[k]}" for k in varied if k in point)
-    shown = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", shown) or "run"
+    """'pool_size=16+seed=0-1a2b3c4d': the varied keys' last parts and values, then the hash.
+    No commas: analyze --workdir takes a comma-separated list."""
+    shown = "+".join(f"{k.rsplit('.', 1)[-1]}={point[k]}" for k in varied if k in point)
+    shown = re.sub(r"[^A-Za-z0-9_.=+-]", "_", shown) or "run"
     return f"{shown}-{config_hash(config)}"
 
 
