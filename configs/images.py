@@ -20,6 +20,10 @@ logistic regression 0.41 and 0.62. With --config.task.num_tasks=1 --config.task.
 --config.train.steps=600 the model memorizes its one task: 0.97-1.0 accuracy on it at every
 k, chance on fresh tasks.
 
+Memorization against learning to learn over the number of tasks, and the levers tried
+against the plateau (batch 128 and 512, the small model, fewer tasks; none left it toward
+learning to learn in a laptop budget): docs/reproductions.md, section 6.
+
 Reference (`:standard`): MNIST from tfds (prepare it once: `tfds build mnist
 --file_format=array_record`; the run never downloads), 14×14 images projected to D = 196,
 100 points, batch 128, unlimited tasks, evaluated on fashion_mnist, kmnist, cifar10 and
