@@ -18,12 +18,15 @@ import tempfile
 import time
 
 
+def sweep_command(config: str, runs: int, steps: int, parallel: int, workdir: str) -> list[str]:
+    return [sys.executable, "-m", "icl_jax.sweep", f"--config={config}", f"--workdir={workdir}",
+            f"--sweep=seed=[{','.join(map(str, range(runs)))}]", f"--sweep=train.steps=[{steps}]",
+            "--sweep=eval.num_prompts=[256]", f"--parallel={parallel}"]
+
+
 def sweep_seconds(config: str, runs: int, steps: int, parallel: int, workdir: str) -> float:
-    command = [sys.executable, "-m", "icl_jax.sweep", f"--config={config}", f"--workdir={workdir}",
-               f"--sweep=seed=[{','.join(map(str, range(runs)))}]", f"--sweep=train.steps=[{steps}]",
-               "--sweep=eval.num_prompts=[256]", f"--parallel={parallel}"]
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(sweep_command(config, runs, steps, parallel, workdir), capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"sweep --parallel={parallel} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return time.perf_counter() - start

@@ -1,6 +1,7 @@
 """The benchmark scripts' arithmetic (never their timings: this machine is shared)."""
 
 import pathlib
+import subprocess
 import sys
 
 import jax
@@ -193,3 +194,12 @@ def test_pytorch_reference_without_torch_says_how_to_install_it(tmp_path):
     failing = _interpreter(tmp_path, "sys.exit('RuntimeError: out of memory')")
     with pytest.raises(SystemExit, match="(?s)the PyTorch reference failed.*out of memory"):
         against.TorchStep(failing, config_lib.default_config(), "eager", warmup=0)
+
+
+def test_sweep_parallel_benchmark_runs_the_grid_it_says(tmp_path):
+    bench = load_module(ROOT / "benchmarks" / "sweep_parallel.py")
+    command = bench.sweep_command("configs/linear.py", 3, 50, 2, str(tmp_path / "p2")) + ["--dry_run"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].endswith(": 3 runs")
+    assert [line.split("-")[0] for line in out.stdout.splitlines()[1:]] == ["seed=0", "seed=1", "seed=2"]

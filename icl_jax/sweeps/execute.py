@@ -92,7 +92,7 @@ class Sweep:
 
     def run(self) -> Outcome:
         pending = []
-        for index, run in enumerate(self.runs):
+        for run in self.runs:
             run_dir = self.workdir / run.name
             state, step = runs_lib.status(run_dir, run.steps)
             label = self._label(run)
