@@ -35,32 +35,15 @@ def main(argv):
     x_key = report.pick_x(keys, results, _X.value)
     out = pathlib.Path(_OUT.value) if _OUT.value else workdir / "report"
     stem = f"{_METRIC.value.replace('.', '_')}_k{'last' if _K.value is None else _K.value}"
-    label = _metric_label(workdir, results, _METRIC.value)
-    summary = report.write(results, out, stem, _METRIC.value, _K.value, x_key, keys, label)
+    label = next((r.label for r in results if r.label), _METRIC.value)
     header, rows = report.table_rows(results, keys)
+    summary = report.write(results, out, stem, _METRIC.value, _K.value, x_key, keys, label, header, rows)
     print(f"{label} at k = {'last' if _K.value is None else _K.value}, {len(results)} runs, x = {x_key}")
     print(report.format_table(header, rows))
     for line in summary["not_in_plot"]:
         print(f"not in the plot: {line}")
     print(f"wrote {out / stem}.csv, .json and .png")
 
-
-def _metric_label(workdir, results, metric: str) -> str:
-    """The evaluation's own name for its metric, where it says one ("metric" beside the curves)."""
-    from icl_jax.sweeps import report
-
-    for r in results:
-        if r.eval_step is not None:
-            _, node = report.latest_eval(workdir / r.name)
-            parts = metric.split(".")
-            if len(parts) == 1 and metric != "curves":
-                return metric
-            for part in parts[:-1]:
-                node = node.get(part, {})
-            if "metric" not in node:
-                return metric
-            return node["metric"] + ("" if metric == "curves" else f" ({metric})")
-    return metric
 
 if __name__ == "__main__":
     app.run(main, flags_parser=cli.parse_flags)

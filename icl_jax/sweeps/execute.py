@@ -84,9 +84,9 @@ class Sweep:
     def __init__(self, source: ConfigSource, runs: list[runs_lib.Run], workdir: pathlib.Path,
                  sweep_name: str, parallel: int = 1, echo=print):
         self.source, self.runs, self.workdir = source, runs, pathlib.Path(workdir)
-        self.sweep_name, self.parallel, self.echo = sweep_name, parallel, echo
-        self.pin = parallel > 1 and cpu_process.computes_on_cpu() and hasattr(os, "sched_setaffinity")
-        self.free_cpus = cpu_shares(parallel) if self.pin else [()] * parallel
+        self.sweep_name, self.echo = sweep_name, echo
+        pin = parallel > 1 and cpu_process.computes_on_cpu() and hasattr(os, "sched_setaffinity")
+        self.free_cpus = cpu_shares(parallel) if pin else [()] * parallel
         self.active: list[_Job] = []
         self.outcome = Outcome()
 

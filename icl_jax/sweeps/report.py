@@ -42,6 +42,7 @@ class RunResult:
     eval_step: int | None = None  # step of the latest evaluation
     values: dict = dataclasses.field(default_factory=dict)  # predictor -> metric at k
     note: str = ""  # why an evaluated run has no values (its evaluation lacks the metric)
+    label: str = ""  # the evaluation's own name for the metric, where it gives one
 
     @property
     def finished(self) -> bool:
@@ -72,6 +73,19 @@ def metric_curves(result: dict, metric: str, where: str) -> dict:
     if not isinstance(node, dict) or not all(isinstance(c, (dict, list)) for c in node.values()):
         raise UserError(f"{metric!r} in {where} is not a set of curves; try one of: {', '.join(_curve_paths(result))}")
     return node
+
+
+def metric_label(result: dict, metric: str) -> str:
+    """The evaluation's own name for `metric` ("metric" beside its curves), else the path."""
+    parts = metric.split(".")
+    if len(parts) == 1 and metric != "curves":
+        return metric
+    node = result
+    for part in parts[:-1]:
+        node = node.get(part, {})
+    if "metric" not in node:
+        return metric
+    return node["metric"] + ("" if metric == "curves" else f" ({metric})")
 
 
 def _curve_paths(result: dict, prefix: str = "") -> list[str]:
@@ -114,6 +128,7 @@ def gather(workdir: pathlib.Path, metric: str = "curves", k: int | None = None,
             at = len(evaluation["k"]) - 1 if k is None else k
             if not 0 <= at < len(evaluation["k"]):
                 raise UserError(f"--k={k}: run {name} has k = 0..{len(evaluation['k']) - 1}")
+            result.label = metric_label(evaluation, metric)
             where = f"{run_dir}/eval/step_{result.eval_step}.json"
             try:
                 curves = metric_curves(evaluation, metric, where)
@@ -215,8 +230,9 @@ def problems(results: list[RunResult]) -> list[str]:
 
 
 def write(results: list[RunResult], out: pathlib.Path, stem: str, metric: str, k: int | None,
-          x_key: str | None, keys: list[str], metric_label: str) -> dict:
-    header, rows = table_rows(results, keys)
+          x_key: str | None, keys: list[str], metric_label: str, header: list[str], rows: list[list]) -> dict:
+    """OUT/<stem>.csv (the table: `table_rows`), .json (the table, the plot's series, what is
+    not in the plot) and .png."""
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header] + rows)
     files.write_atomic(out / f"{stem}.csv", buffer.getvalue())
